@@ -1,0 +1,40 @@
+# Two commands: `make run` and `make test`. Each creates .venv when missing and installs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+
+.PHONY: run test lint format bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP) $@
+
+run: $(STAMP)
+	$(BIN)/nemo-chat $(ARGS)
+
+test: $(DEV_STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check engine app tests
+	$(BIN)/ruff format --check engine app tests
+
+format: $(DEV_STAMP)
+	$(BIN)/ruff format engine app tests
+	$(BIN)/ruff check --fix engine app tests
+
+bench: $(STAMP)
+	$(BIN)/python -m engine.bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

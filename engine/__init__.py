@@ -1,0 +1,90 @@
+"""Nemo Chat's engine: Mistral Nemo 12B on MLX. Qt-free; used by the app, the CLI and the tests."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .config import ConfigError, ModelConfig, load_config
+from .events import (
+    Cancelled,
+    ContextTrimmed,
+    Event,
+    Finished,
+    GenerationStats,
+    PrefillProgress,
+    TextChunk,
+)
+from .generate import SamplingSettings, stream_tokens
+from .model import Model
+from .tokenizer import TekkenTokenizer, load_tokenizer
+from .weights import WeightsError, convert, load_model, weights_nbytes
+
+if TYPE_CHECKING:
+    from .session import ChatSession
+
+__all__ = [
+    "Cancelled",
+    "ConfigError",
+    "ContextTrimmed",
+    "Engine",
+    "Event",
+    "Finished",
+    "GenerationStats",
+    "ModelConfig",
+    "PrefillProgress",
+    "SamplingSettings",
+    "TextChunk",
+    "WeightsError",
+    "convert",
+    "load",
+]
+
+
+@dataclass
+class Engine:
+    """A loaded model: config, MLX model, tokenizer. Use it from one thread only (MLX streams)."""
+
+    model_dir: Path
+    config: ModelConfig
+    model: Model
+    tokenizer: TekkenTokenizer
+    weights_bytes: int
+
+    def generate(
+        self,
+        prompt: str | list[int],
+        settings: SamplingSettings = SamplingSettings(),
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Event]:
+        """Raw completion: text gets BOS in front; a token list is used as it is."""
+        ids = [self.tokenizer.bos_id, *self.tokenizer.encode(prompt)] if isinstance(prompt, str) else list(prompt)
+        return stream_tokens(self.model, self.tokenizer, ids, self.model.make_cache(), settings, cancel)
+
+    def chat(
+        self,
+        messages: list[dict[str, str]],
+        settings: SamplingSettings = SamplingSettings(),
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Event]:
+        """One answer to a chat, from a fresh cache. A ChatSession reuses the cache across turns."""
+        return self.generate(self.tokenizer.encode_chat(messages), settings, cancel)
+
+    def session(self, num_ctx: int = 8192, kv_bits: int | None = None) -> ChatSession:
+        from .session import ChatSession
+
+        return ChatSession(self, num_ctx=num_ctx, kv_bits=kv_bits)
+
+
+def load(model_dir: str | Path) -> Engine:
+    """Load a model folder (HF bf16 or MLX-quantized) with its Tekken tokenizer."""
+    model_dir = Path(model_dir).expanduser()
+    if not model_dir.is_dir():
+        raise ConfigError(f"{model_dir}: not a folder")
+    config = load_config(model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    model = load_model(model_dir, config)
+    return Engine(model_dir, config, model, tokenizer, weights_nbytes(model))
