@@ -61,8 +61,14 @@ class Engine:
         cancel: threading.Event | None = None,
     ) -> Iterator[Event]:
         """Raw completion: text gets BOS in front; a token list is used as it is."""
-        ids = [self.tokenizer.bos_id, *self.tokenizer.encode(prompt)] if isinstance(prompt, str) else list(prompt)
-        return stream_tokens(self.model, self.tokenizer, ids, self.model.make_cache(), settings, cancel)
+        ids = (
+            [self.tokenizer.bos_id, *self.tokenizer.encode(prompt)]
+            if isinstance(prompt, str)
+            else list(prompt)
+        )
+        return stream_tokens(
+            self.model, self.tokenizer, ids, self.model.make_cache(), settings, cancel
+        )
 
     def chat(
         self,

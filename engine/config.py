@@ -1,4 +1,4 @@
-"""ModelConfig: the fields of a Mistral Nemo config.json, validated with errors that name the file."""
+"""ModelConfig: a Mistral Nemo config.json, validated with errors that name the file."""
 
 from __future__ import annotations
 

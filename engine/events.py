@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
@@ -50,7 +50,7 @@ class Finished:
     stats: GenerationStats
 
 
-Event = Union[TextChunk, PrefillProgress, ContextTrimmed, Finished]
+Event = TextChunk | PrefillProgress | ContextTrimmed | Finished
 
 
 class Cancelled(Exception):

@@ -145,4 +145,3 @@ def stream_tokens(
     if rest:
         yield TextChunk(rest)
     yield finish(reason)
-

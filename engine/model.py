@@ -92,7 +92,7 @@ class MistralModel(nn.Module):
         h = self.embed_tokens(inputs)
         cache = cache or [None] * len(self.layers)
         mask = create_attention_mask(h, cache[0], window_size=self.sliding_window)
-        for layer, layer_cache in zip(self.layers, cache):
+        for layer, layer_cache in zip(self.layers, cache, strict=True):
             h = layer(h, mask, layer_cache)
         return self.norm(h)
 

@@ -39,16 +39,16 @@ NEMO = dict(
 )
 
 PRESETS: dict[str, dict] = {
-    # 8 heads x 24 = 192 != 256 hidden, like Nemo's 32 x 128 = 4096 != 5120.
+    # head_dim 64 != 384 / 8 heads, like Nemo's 128 != 5120 / 32; 64 so the KV cache can quantize.
     "tiny": NEMO
-    | dict(
-        hidden_size=256,
-        num_hidden_layers=2,
-        intermediate_size=512,
-        num_attention_heads=8,
-        num_key_value_heads=2,
-        head_dim=24,
-    ),
+    | {
+        "hidden_size": 384,
+        "num_hidden_layers": 2,
+        "intermediate_size": 768,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 2,
+        "head_dim": 64,
+    },
     "small": NEMO
     | dict(
         hidden_size=1024,

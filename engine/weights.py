@@ -1,4 +1,4 @@
-"""Read safetensors shards; load HF (bf16) or MLX-quantized folders; convert HF -> 4-bit group quantized.
+"""Read safetensors shards; load HF or MLX-quantized folders; convert HF to 4-bit groups.
 
 Shards are checked from their headers before any tensor is read (missing shard, truncated file,
 wrong shape), and loaded one shard at a time so two full copies of the weights never coexist.
@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import shutil
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -21,7 +21,12 @@ from .config import ConfigError, ModelConfig, load_config
 from .model import Model
 
 INDEX = "model.safetensors.index.json"
-TOKENIZER_FILES = ("tekken.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+TOKENIZER_FILES = (
+    "tekken.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
 MAX_SHARD_BYTES = 5 << 30  # mlx-lm's default shard size
 
 
@@ -185,7 +190,6 @@ def convert(
     dst.mkdir(parents=True, exist_ok=True)
 
     shards: list[dict[str, mx.array]] = [{}]
-    names: list[list[str]] = [[]]
     written, pending, total = [], 0, 0
     done, count = 0, len(infos)
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random-weight checkpoints with Nemo's shape quirks (built once a session)."""
+"""Shared fixtures: tiny random-weight checkpoints with Nemo's shape quirks, built once."""
 
 from __future__ import annotations
 

@@ -1,0 +1,566 @@
+"""Model download from the Hugging Face Hub with byte progress, cancel, resume and clear errors.
+
+huggingface_hub 2.4's hf_hub_download/snapshot_download delete their partial file when a transfer
+fails (file_download._download_to_tmp_and_move writes to a per-process uuid temp file), so they
+cannot resume after a cancel or a restart, and they read 10 MB chunks (slow to cancel). We keep
+huggingface_hub for everything else (model info, URLs, auth headers and token lookup, its HTTP
+session, error classes, the local-dir `.cache/huggingface` metadata layout) and stream the bytes
+ourselves into `<local_dir>/.cache/huggingface/download/<hash>.<etag>.incomplete`, resuming with
+a Range request. Files are checked against the Hub's sha256 (LFS) or git blob id before use.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import filelock
+import httpx2
+import platformdirs
+from huggingface_hub import HfApi, constants, hf_hub_url
+from huggingface_hub._local_folder import (
+    get_local_download_paths,
+    read_download_metadata,
+    write_download_metadata,
+)
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    OfflineModeIsEnabled,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import (
+    build_hf_headers,
+    filter_repo_objects,
+    get_session,
+    get_token,
+    hf_raise_for_status,
+)
+
+DEFAULT_REPO = "mlx-community/Mistral-Nemo-Instruct-2407-4bit"
+ORIGINAL_REPO = "mistralai/Mistral-Nemo-Instruct-2407"
+APP_NAME = "Nemo Chat"
+
+# What the engine needs: config, the HF-named shards and their index, and the tokenizer files.
+# tokenizer*.json / special_tokens_map.json (~9 MB) are kept so that mlx-lm can open the same folder
+# (bench compares against it). "model*.safetensors" leaves out the original repo's 24 GB
+# consolidated.safetensors (Mistral-native duplicate of the same weights), params.json and README.
+MLX_ALLOW_PATTERNS = (
+    "config.json",
+    "generation_config.json",
+    "model*.safetensors",
+    "model.safetensors.index.json",
+    "tekken.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
+ORIGINAL_ALLOW_PATTERNS = (
+    MLX_ALLOW_PATTERNS  # same names in the bf16 repo; it also ships tekken.json
+)
+
+DISK_MARGIN_BYTES = 512 * 1024**2  # headroom for the OS and the app while the last shard lands
+_CHUNK_BYTES = 256 * 1024  # cancel is checked between chunks: ~5 ms apart at 50 MB/s
+_PROGRESS_INTERVAL_S = 0.1  # at most ~10 progress events a second; the first and last always go out
+_SPEED_WINDOW_S = 5.0  # speed is a moving average over this window
+_RETRY_WAITS_S = (0.25, 1.0, 2.0, 4.0, 8.0)  # a dropped connection resumes after these waits
+
+
+class DownloadError(Exception):
+    """A download failed; str(error) is a message for the user."""
+
+
+class DownloadCancelled(Exception):
+    """The cancel event was set; what was downloaded so far is kept and the next call resumes it."""
+
+
+@dataclass(frozen=True)
+class DownloadProgress:
+    done_bytes: int  # summed over all files, counting what was already on disk
+    total_bytes: int
+    speed_bps: float  # bytes per second over the last few seconds of this session
+    eta_s: float | None  # None until a speed is known
+    current_file: str
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    path: Path
+    name: str  # the repo id the folder was named after
+    size_bytes: int
+    quantization: str  # "4-bit g64", or the dtype ("bf16", "fp16", "fp32") of an unquantized model
+    bits: int | None
+    group_size: int | None
+    has_tokenizer: bool  # tekken.json present
+    complete: bool  # config.json and every shard of the index, each as long as its header says
+
+
+@dataclass(frozen=True)
+class _RemoteFile:
+    name: str
+    size: int
+    etag: str  # sha256 for LFS files, git blob id otherwise (what the Hub's ETag headers carry)
+    lfs: bool
+
+
+# ---------------------------------------------------------------------------------------------
+# Folders
+
+
+def models_dir() -> Path:
+    """Where downloaded models live: the platform's app-data folder for Nemo Chat."""
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "models"
+
+
+def model_dir_for(repo_id: str, root: Path | None = None) -> Path:
+    return Path(root or models_dir()) / repo_id.replace("/", "--")
+
+
+# ---------------------------------------------------------------------------------------------
+# Download
+
+
+def download(
+    repo_id: str = DEFAULT_REPO,
+    dest: Path | None = None,
+    *,
+    token: str | None = None,
+    revision: str | None = None,
+    on_progress: Callable[[DownloadProgress], None] | None = None,
+    cancel: threading.Event | None = None,
+    allow_patterns: Sequence[str] = MLX_ALLOW_PATTERNS,
+    endpoint: str | None = None,
+) -> Path:
+    """Download the model files of `repo_id` into `dest` (default: models_dir()/owner--name).
+
+    Resumes files left partial by an earlier cancel, failure or restart. `token` None means
+    huggingface_hub's own lookup (HF_TOKEN, then the `hf auth login` file). Raises DownloadError
+    with a user-facing message, or DownloadCancelled.
+    """
+    dest = Path(dest) if dest is not None else model_dir_for(repo_id)
+    endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
+    cancel = cancel or threading.Event()
+    with _human_errors(repo_id, revision, endpoint, dest):
+        dest.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(dest / ".cache" / "nemo-download.lock", timeout=0)
+        (dest / ".cache").mkdir(exist_ok=True)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise DownloadError(f"another download into {dest} is already running") from None
+        try:
+            headers = build_hf_headers(token=token)
+            commit, files = _remote_files(repo_id, revision, token, endpoint, allow_patterns)
+            todo = [f for f in files if not _is_current(dest, f, cancel)]
+            on_disk = {f.name: _partial_size(dest, f) for f in todo}
+            _check_disk_space(dest, sum(f.size - on_disk[f.name] for f in todo))
+            total = sum(f.size for f in files)
+            progress = _Progress(
+                total, total - sum(f.size - on_disk[f.name] for f in todo), on_progress
+            )
+            progress.emit(todo[0].name if todo else "", force=True)
+            for f in todo:
+                url = hf_hub_url(repo_id, f.name, revision=commit, endpoint=endpoint)
+                _fetch(dest, f, commit, url, headers, progress, cancel)
+            progress.emit("", force=True)
+        finally:
+            lock.release()
+    problems = missing_files(dest, {f.name: f.size for f in files})
+    if problems:
+        raise DownloadError(
+            f"the download of {repo_id} into {dest} is incomplete: {'; '.join(problems)}"
+        )
+    _ensure_tokenizer(dest)
+    return dest
+
+
+def download_original(
+    dest: Path | None = None,
+    *,
+    token: str | None = None,
+    revision: str | None = None,
+    on_progress: Callable[[DownloadProgress], None] | None = None,
+    cancel: threading.Event | None = None,
+    endpoint: str | None = None,
+) -> Path:
+    """Download Mistral's bf16 release (five shards, ~24.5 GB, gated: needs a token) to convert."""
+    return download(
+        ORIGINAL_REPO,
+        dest,
+        token=token,
+        revision=revision,
+        on_progress=on_progress,
+        cancel=cancel,
+        allow_patterns=ORIGINAL_ALLOW_PATTERNS,
+        endpoint=endpoint,
+    )
+
+
+def _remote_files(
+    repo_id: str,
+    revision: str | None,
+    token: str | None,
+    endpoint: str,
+    allow_patterns: Sequence[str],
+) -> tuple[str, list[_RemoteFile]]:
+    """The commit to pin every file to, and the wanted files with sizes and hashes."""
+    info = HfApi(endpoint=endpoint, token=token).model_info(
+        repo_id, revision=revision, files_metadata=True
+    )
+    siblings = list(
+        filter_repo_objects(
+            info.siblings or [], allow_patterns=list(allow_patterns), key=lambda s: s.rfilename
+        )
+    )
+    files = []
+    for s in siblings:
+        if s.size is None or (s.lfs is None and s.blob_id is None):
+            raise DownloadError(f"{endpoint} gave no size or hash for {repo_id}/{s.rfilename}")
+        etag = s.lfs.sha256 if s.lfs is not None else s.blob_id
+        files.append(_RemoteFile(s.rfilename, s.size, etag, s.lfs is not None))
+    if not any(f.name.endswith(".safetensors") for f in files):
+        raise DownloadError(
+            f"{repo_id} has no safetensors weights (model*.safetensors) to download"
+        )
+    return info.sha or revision or "main", files
+
+
+def _is_current(dest: Path, f: _RemoteFile, cancel: threading.Event) -> bool:
+    """The finished file is there with this etag (hashing it once when our metadata is missing)."""
+    path = dest / f.name
+    if not path.is_file() or path.stat().st_size != f.size:
+        return False
+    meta = read_download_metadata(dest, f.name)
+    if meta is not None:
+        return meta.etag == f.etag
+    if _digest(path, f, cancel) != f.etag:
+        return False
+    write_download_metadata(dest, f.name, commit_hash="", etag=f.etag)
+    return True
+
+
+def _part_path(dest: Path, f: _RemoteFile) -> Path:
+    return get_local_download_paths(dest, f.name).incomplete_path(f.etag)
+
+
+def _partial_size(dest: Path, f: _RemoteFile) -> int:
+    part = _part_path(dest, f)
+    for stale in part.parent.glob(part.name.split(".", 1)[0] + ".*.incomplete"):
+        if stale != part:  # left from an older revision of this file: its bytes are of no use
+            stale.unlink(missing_ok=True)
+    size = part.stat().st_size if part.exists() else 0
+    if size > f.size:
+        part.unlink()
+        return 0
+    return size
+
+
+def _check_disk_space(dest: Path, needed: int) -> None:
+    if needed <= 0:
+        return
+    free = shutil.disk_usage(dest).free
+    if free < needed + DISK_MARGIN_BYTES:
+        raise DownloadError(
+            f"the download needs {_gb(needed + DISK_MARGIN_BYTES)} free, "
+            f"only {_gb(free)} available at {dest}"
+        )
+
+
+def _fetch(
+    dest: Path,
+    f: _RemoteFile,
+    commit: str,
+    url: str,
+    headers: dict[str, str],
+    progress: _Progress,
+    cancel: threading.Event,
+) -> None:
+    """Bring one file to completion in its .incomplete file, verify it, move it into place."""
+    part = _part_path(dest, f)
+    have = part.stat().st_size if part.exists() else 0
+    failures = 0
+    while have < f.size:
+        before = have
+        try:
+            _stream(url, headers, part, have, f, progress, cancel)
+        except httpx2.TransportError:  # dropped connection, timeout, reset: resume from what landed
+            if cancel.is_set():  # or our own hang-up after a cancel
+                raise DownloadCancelled(f"download of {f.name} cancelled") from None
+            failures = 0 if part.stat().st_size > before else failures + 1
+            if failures >= len(_RETRY_WAITS_S):
+                raise
+            if cancel.wait(_RETRY_WAITS_S[failures]):
+                raise DownloadCancelled(f"download of {f.name} cancelled") from None
+        have = part.stat().st_size if part.exists() else 0
+        if have > f.size:
+            part.unlink()
+            raise DownloadError(
+                f"the server sent more than the {f.size} bytes of {f.name}; it was removed — retry"
+            )
+    if _digest(part, f, cancel) != f.etag:
+        part.unlink()
+        raise DownloadError(
+            f"{f.name} arrived corrupted (checksum mismatch); it was removed — try again"
+        )
+    os.replace(part, dest / f.name)
+    write_download_metadata(dest, f.name, commit_hash=commit, etag=f.etag)
+
+
+def _stream(
+    url: str,
+    headers: dict[str, str],
+    part: Path,
+    have: int,
+    f: _RemoteFile,
+    progress: _Progress,
+    cancel: threading.Event,
+) -> None:
+    """One GET, appending to `part` from byte `have` (a Range request when resuming)."""
+    request_headers = dict(headers, **{"Accept-Encoding": "identity"})
+    if have:
+        request_headers["Range"] = f"bytes={have}-"
+    # The shared session follows the Hub's redirect to its CDN and drops the token on the way.
+    with get_session().stream(
+        "GET", url, headers=request_headers, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT
+    ) as r:
+        if r.status_code >= 400:
+            r.read()
+            hf_raise_for_status(r)
+        if have and r.status_code != 206:  # the server ignored the Range: start the file over
+            progress.add(-have, f.name)
+            have = 0
+        with open(part, "r+b" if part.exists() else "wb") as out, _hang_up_on_cancel(r, cancel):
+            out.seek(have)
+            out.truncate()
+            for chunk in r.iter_bytes(_CHUNK_BYTES):
+                if cancel.is_set():
+                    break
+                out.write(chunk)
+                progress.add(len(chunk), f.name)
+    if cancel.is_set():
+        raise DownloadCancelled(f"download of {f.name} cancelled")
+
+
+@contextmanager
+def _hang_up_on_cancel(response: httpx2.Response, cancel: threading.Event) -> Iterator[None]:
+    """A read blocked on a stalled connection never sees the event: shut the socket to wake it."""
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    finished = threading.Event()
+
+    def watch() -> None:
+        while not finished.wait(0.05):
+            if cancel.is_set():
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                return
+
+    if sock is not None:
+        threading.Thread(target=watch, name="hub-cancel-watch", daemon=True).start()
+    try:
+        yield
+    finally:
+        finished.set()
+
+
+def _digest(path: Path, f: _RemoteFile, cancel: threading.Event | None = None) -> str:
+    """The file's hash as the Hub publishes it: sha256 for LFS files, git blob id otherwise."""
+    h = hashlib.sha256() if f.lfs else hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as fh:
+        while block := fh.read(8 * 1024 * 1024):
+            if cancel is not None and cancel.is_set():
+                raise DownloadCancelled(f"check of {f.name} cancelled")
+            h.update(block)
+    return h.hexdigest()
+
+
+class _Progress:
+    """Sums bytes over files and reports them, at most every _PROGRESS_INTERVAL_S seconds."""
+
+    def __init__(self, total: int, done: int, callback: Callable[[DownloadProgress], None] | None):
+        self.total, self.done, self.callback = total, done, callback
+        self.samples: deque[tuple[float, int]] = deque([(time.monotonic(), done)])
+        self.last_emit = float("-inf")
+
+    def add(self, n: int, current_file: str) -> None:
+        self.done += n
+        self.emit(current_file)
+
+    def emit(self, current_file: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.callback is None or (not force and now - self.last_emit < _PROGRESS_INTERVAL_S):
+            return
+        self.last_emit = now
+        self.samples.append((now, self.done))
+        while len(self.samples) > 2 and now - self.samples[1][0] > _SPEED_WINDOW_S:
+            self.samples.popleft()
+        t0, d0 = self.samples[0]
+        speed = max(0.0, (self.done - d0) / (now - t0)) if now > t0 else 0.0
+        eta = (self.total - self.done) / speed if speed > 0 else None
+        self.callback(DownloadProgress(self.done, self.total, speed, eta, current_file))
+
+
+@contextmanager
+def _human_errors(repo_id: str, revision: str | None, endpoint: str, dest: Path) -> Iterator[None]:
+    """Turn huggingface_hub, network and disk exceptions into a DownloadError for people."""
+    host = urlsplit(endpoint).hostname or endpoint
+    page = f"{endpoint}/{repo_id}"
+    try:
+        yield
+    except (DownloadError, DownloadCancelled):
+        raise
+    except OfflineModeIsEnabled as e:
+        raise DownloadError(
+            "Hugging Face offline mode is on (HF_HUB_OFFLINE): unset it to download"
+        ) from e
+    except httpx2.TransportError as e:
+        raise DownloadError(f"can't reach {host} — check your connection") from e
+    except HfHubHTTPError as e:
+        status = e.response.status_code if e.response is not None else None
+        if isinstance(e, GatedRepoError) or status in (401, 403):
+            refused = (
+                " (the saved token was refused: check that it can read this repo)"
+                if get_token()
+                else ""
+            )
+            raise DownloadError(
+                f"{repo_id} is gated or private: accept the licence on the model page ({page}) "
+                f"and sign in; set HF_TOKEN or run `hf auth login`{refused}"
+            ) from e
+        if isinstance(e, RevisionNotFoundError):
+            raise DownloadError(f"{repo_id} has no revision {revision!r}") from e
+        if isinstance(e, RemoteEntryNotFoundError):
+            raise DownloadError(f"a file of {repo_id} is missing on {host}; try again later") from e
+        if isinstance(e, RepositoryNotFoundError) or status == 404:
+            raise DownloadError(f"no such model repo: {repo_id} (check the name on {host})") from e
+        raise DownloadError(f"{host} answered HTTP {status} for {repo_id}; try again later") from e
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise DownloadError(
+                f"the disk is full at {dest}: free some space and download again "
+                "(it resumes where it stopped)"
+            ) from e
+        raise DownloadError(f"can't write the model to {dest}: {e.strerror or e}") from e
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking and listing what is on disk
+
+
+def missing_files(model_dir: Path, expected_sizes: dict[str, int] | None = None) -> list[str]:
+    """What keeps `model_dir` from loading (missing config or shards, wrong sizes); [] if none."""
+    model_dir = Path(model_dir)
+    problems = [] if (model_dir / "config.json").is_file() else ["config.json is missing"]
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, AttributeError) as e:
+            return problems + [f"{index.name} is not a valid index ({e})"]
+    else:
+        shards = ["model.safetensors"]
+    for name in shards:
+        path = model_dir / name
+        if not path.is_file():
+            problems.append(f"{name} is missing")
+        elif (
+            expected_sizes
+            and name in expected_sizes
+            and path.stat().st_size != expected_sizes[name]
+        ):
+            problems.append(
+                f"{name} has {path.stat().st_size} bytes, expected {expected_sizes[name]}"
+            )
+        elif not _safetensors_size_ok(path):
+            problems.append(f"{name} is truncated or not a safetensors file")
+    return problems
+
+
+def _safetensors_size_ok(path: Path) -> bool:
+    """The header's last tensor ends exactly at the end of the file (cheap truncation check)."""
+    try:
+        with open(path, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n))
+        end = max(
+            (v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0
+        )
+        return 8 + n + end == path.stat().st_size
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        return False
+
+
+def _ensure_tokenizer(model_dir: Path) -> None:
+    """mlx-community's conversions ship no tekken.json: put the bundled, sha-checked copy there."""
+    if (model_dir / "tekken.json").is_file():
+        return
+    from .tokenizer import bundled_tekken_path  # lazy: keeps mistral_common off the import path
+
+    try:
+        shutil.copyfile(bundled_tekken_path(), model_dir / "tekken.json")
+    except (OSError, ValueError) as e:  # TokenizerError is a ValueError naming the file
+        msg = f"{model_dir} has no tekken.json and the bundled one is unusable: {e}"
+        raise DownloadError(msg) from e
+
+
+def models_on_disk(root: Path | None = None) -> list[LocalModel]:
+    """Model folders under `root` (default models_dir()), for the settings page."""
+    root = Path(root or models_dir())
+    if not root.is_dir():
+        return []
+    found = []
+    for d in sorted(p for p in root.iterdir() if (p / "config.json").is_file()):
+        try:
+            config = json.loads((d / "config.json").read_text())
+        except (OSError, ValueError):
+            config = {}
+        q = config.get("quantization") or config.get("quantization_config") or {}
+        bits, group = q.get("bits"), q.get("group_size")
+        dtype = config.get("torch_dtype") or config.get("dtype") or "unknown"
+        label = (
+            f"{bits}-bit g{group}"
+            if bits
+            else {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get(dtype, dtype)
+        )
+        found.append(
+            LocalModel(
+                path=d,
+                name=d.name.replace("--", "/", 1),
+                size_bytes=sum(p.stat().st_size for p in d.rglob("*") if p.is_file()),
+                quantization=label,
+                bits=bits,
+                group_size=group,
+                has_tokenizer=(d / "tekken.json").is_file(),
+                complete=not missing_files(d),
+            )
+        )
+    return found
+
+
+def delete_model(path: Path) -> None:
+    """Remove a downloaded model folder (refuses anything that does not look like one)."""
+    path = Path(path)
+    if not path.is_dir() or not (
+        (path / "config.json").is_file() or (path / ".cache" / "huggingface").is_dir()
+    ):
+        raise ValueError(f"{path} is not a model folder; nothing was deleted")
+    shutil.rmtree(path)

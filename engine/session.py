@@ -1,0 +1,211 @@
+"""One conversation's KV cache across turns: prefix reuse, the num_ctx budget, honest overflow.
+
+Each turn encodes the whole chat, keeps the longest common token prefix with what the cache
+holds, trims the cache back to it and prefills only the rest.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from itertools import chain
+from typing import TYPE_CHECKING, Any
+
+from mlx_lm.models.cache import QuantizedKVCache, can_trim_prompt_cache, trim_prompt_cache
+from mlx_lm.utils import common_prefix_len
+
+from .events import ContextTrimmed, Event
+from .generate import PREFILL_STEP, SamplingSettings, stream_tokens
+
+if TYPE_CHECKING:
+    from . import Engine
+
+KV_GROUP_SIZE = 64
+QUANTIZED_PREFILL_STEP = 512
+
+
+class ContextOverflow(Exception):
+    """The newest message alone does not fit in num_ctx (a large document, say)."""
+
+    def __init__(self, prompt_tokens: int, num_ctx: int, max_tokens: int):
+        self.prompt_tokens, self.num_ctx, self.max_tokens = prompt_tokens, num_ctx, max_tokens
+        super().__init__(
+            f"The message needs {prompt_tokens:,} tokens plus room for a {max_tokens:,}-token "
+            f"answer, but the context is {num_ctx:,} tokens. Summarize the document instead, "
+            f"or raise the context length to at least {prompt_tokens + max_tokens:,}."
+        )
+
+
+def split_exchanges(
+    messages: list[dict[str, str]],
+) -> tuple[list[dict[str, str]], list[list[dict[str, str]]]]:
+    """System messages, and the rest grouped into exchanges that each start with a user message."""
+    system = [m for m in messages if m["role"] == "system"]
+    exchanges: list[list[dict[str, str]]] = []
+    for m in messages:
+        if m["role"] == "system":
+            continue
+        # A stopped answer with no text says nothing; the chat format rejects it.
+        if m["role"] == "assistant" and not m["content"].strip():
+            continue
+        if m["role"] == "user" or not exchanges:
+            exchanges.append([])
+        exchanges[-1].append(m)
+    return system, exchanges
+
+
+def _flat(exchanges: list[list[dict[str, str]]]) -> list[dict[str, str]]:
+    return list(chain.from_iterable(exchanges))
+
+
+class ChatSession:
+    def __init__(
+        self,
+        engine: Engine,
+        num_ctx: int = 8192,
+        kv_bits: int | None = None,
+        prefill_step: int | None = None,
+        available_bytes: int | None = None,
+    ):
+        self.engine = engine
+        self._prefill_step = prefill_step
+        self.available_bytes = available_bytes
+        self.num_ctx, self.kv_bits = self._checked(num_ctx, kv_bits)
+        self._cache: list[Any] | None = None
+        self._tokens: list[int] = []  # exactly what the cache holds
+        self._skip = 0  # exchanges left out last turn: keeps the prefix stable at capacity
+
+    def _step_for(self, kv_bits: int | None) -> int:
+        # Quantized attention materializes chunk x cache scores even on Metal: smaller chunks.
+        return self._prefill_step or (PREFILL_STEP if kv_bits is None else QUANTIZED_PREFILL_STEP)
+
+    @property
+    def prefill_step(self) -> int:
+        return self._step_for(self.kv_bits)
+
+    @property
+    def tokens(self) -> list[int]:
+        return list(self._tokens)
+
+    def _checked(self, num_ctx: int, kv_bits: int | None) -> tuple[int, int | None]:
+        from .memory import activation_dtype_bytes, check
+
+        if kv_bits not in (None, 4, 8):
+            raise ValueError(f"kv_bits must be None, 8 or 4, got {kv_bits}")
+        if num_ctx < 256:
+            raise ValueError(f"num_ctx must be at least 256 tokens, got {num_ctx}")
+        e = self.engine
+        check(
+            e.config,
+            e.weights_bytes,
+            num_ctx,
+            kv_bits,
+            dtype_bytes=activation_dtype_bytes(),
+            prefill_step=self._step_for(kv_bits),
+            available=self.available_bytes,
+        )
+        return num_ctx, kv_bits
+
+    def set_num_ctx(self, num_ctx: int) -> None:
+        """Change the budget without reloading weights; drops the cache if it no longer fits."""
+        self.num_ctx, _ = self._checked(num_ctx, self.kv_bits)
+        if len(self._tokens) > num_ctx:
+            self.reset()
+
+    def set_kv_bits(self, kv_bits: int | None) -> None:
+        _, kv_bits = self._checked(self.num_ctx, kv_bits)
+        if kv_bits != self.kv_bits:
+            self.kv_bits = kv_bits
+            self.reset()  # a cache of another precision cannot be reused
+
+    def reset(self) -> None:
+        self._cache, self._tokens, self._skip = None, [], 0
+
+    def _make_cache(self) -> list[Any]:
+        model = self.engine.model
+        if self.kv_bits is None or model.config.sliding_window:
+            return model.make_cache()
+        return [QuantizedKVCache(group_size=KV_GROUP_SIZE, bits=self.kv_bits) for _ in model.layers]
+
+    def count_tokens(self, messages: list[dict[str, str]]) -> int:
+        system, exchanges = split_exchanges(messages)
+        return len(self.engine.tokenizer.encode_chat(system + _flat(exchanges)))
+
+    def fit(self, messages: list[dict[str, str]], max_tokens: int) -> tuple[list[int], int]:
+        """Token ids of the chat, and how many messages were left out to fit num_ctx.
+
+        Whole exchanges go, oldest first; the system prompt and the newest message stay.
+        Dropping a quarter of num_ctx more than needed keeps the prefix stable for later turns.
+        """
+        system, exchanges = split_exchanges(messages)
+        if not exchanges:
+            raise ValueError("the chat has no user message")
+        encode = self.engine.tokenizer.encode_chat
+        budget = self.num_ctx - max_tokens
+        ids = encode(system + _flat(exchanges))
+        if len(ids) <= budget:
+            self._skip = 0
+            return ids, 0
+        newest = encode(system + exchanges[-1])
+        if len(newest) > budget:
+            raise ContextOverflow(len(newest), self.num_ctx, max_tokens)
+        target = budget - self.num_ctx // 4
+        skip = min(self._skip, len(exchanges) - 1)
+        ids = encode(system + _flat(exchanges[skip:]))
+        while skip < len(exchanges) - 1 and (
+            len(ids) > budget or (skip > self._skip and len(ids) > target)
+        ):
+            skip += 1
+            ids = encode(system + _flat(exchanges[skip:]))
+        if len(ids) > budget:  # only possible when the last step left just the newest exchange
+            ids = newest
+        self._skip = skip
+        return ids, sum(len(x) for x in exchanges[:skip])
+
+    def chat(
+        self,
+        messages: list[dict[str, str]],
+        settings: SamplingSettings = SamplingSettings(),
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Event]:
+        """Answer the chat, reusing the cached prefix; raises ContextOverflow before any work."""
+        ids, dropped = self.fit(messages, settings.max_tokens)
+        return self._run(ids, dropped, settings, cancel)
+
+    def _run(
+        self,
+        ids: list[int],
+        dropped: int,
+        settings: SamplingSettings,
+        cancel: threading.Event | None,
+    ) -> Iterator[Event]:
+        if dropped:
+            yield ContextTrimmed(dropped, len(ids), self.num_ctx)
+        if self._cache is None:
+            self._cache, self._tokens = self._make_cache(), []
+        # At least one token must be fed to get logits, even when the whole prompt is cached.
+        common = min(common_prefix_len(self._tokens, ids), len(ids) - 1)
+        excess = len(self._tokens) - common
+        if excess and (
+            not can_trim_prompt_cache(self._cache)
+            or trim_prompt_cache(self._cache, excess) != excess
+        ):
+            self._cache, common = self._make_cache(), 0
+        del self._tokens[common:]
+        try:
+            yield from stream_tokens(
+                self.engine.model,
+                self.engine.tokenizer,
+                ids[common:],
+                self._cache,
+                settings,
+                cancel,
+                fed=self._tokens,
+                reused_tokens=common,
+                prefill_step=self.prefill_step,
+            )
+        except BaseException:
+            self.reset()  # the cache may hold a half-written chunk
+            raise
+        if self._cache[0].offset != len(self._tokens):
+            self.reset()
