@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,12 +85,21 @@ class Engine:
         return ChatSession(self, num_ctx=num_ctx, kv_bits=kv_bits)
 
 
-def load(model_dir: str | Path) -> Engine:
-    """Load a model folder (HF bf16 or MLX-quantized) with its Tekken tokenizer."""
+def load(model_dir: str | Path, on_progress: Callable[[int, int], None] | None = None) -> Engine:
+    """Load a model folder (HF bf16 or MLX-quantized) with its Tekken tokenizer.
+
+    on_progress(bytes_loaded, bytes_total) follows the weight shards.
+    """
     model_dir = Path(model_dir).expanduser()
     if not model_dir.is_dir():
         raise ConfigError(f"{model_dir}: not a folder")
     config = load_config(model_dir)
     tokenizer = load_tokenizer(model_dir)
-    model = load_model(model_dir, config)
+    if config.vocab_size < tokenizer.vocab_size:
+        # MLX does not bounds-check embedding lookups: an id past the table would crash.
+        raise ConfigError(
+            f"{model_dir / 'config.json'}: vocab_size {config.vocab_size} is smaller than the "
+            f"Tekken tokenizer's {tokenizer.vocab_size}; this is not a Mistral Nemo checkpoint"
+        )
+    model = load_model(model_dir, config, on_progress=on_progress)
     return Engine(model_dir, config, model, tokenizer, weights_nbytes(model))

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
 import shutil
 import socket
-import struct
 import threading
 import time
 from collections import deque
@@ -29,7 +27,6 @@ from urllib.parse import urlsplit
 
 import filelock
 import httpx2
-import platformdirs
 from huggingface_hub import HfApi, constants, hf_hub_url
 from huggingface_hub._local_folder import (
     get_local_download_paths,
@@ -52,9 +49,11 @@ from huggingface_hub.utils import (
     hf_raise_for_status,
 )
 
+from .events import Cancelled
+from .local_models import missing_files, model_dir_for
+
 DEFAULT_REPO = "mlx-community/Mistral-Nemo-Instruct-2407-4bit"
 ORIGINAL_REPO = "mistralai/Mistral-Nemo-Instruct-2407"
-APP_NAME = "Nemo Chat"
 
 # What the engine needs: config, the HF-named shards and their index, and the tokenizer files.
 # tokenizer*.json / special_tokens_map.json (~9 MB) are kept so that mlx-lm can open the same folder
@@ -70,9 +69,7 @@ MLX_ALLOW_PATTERNS = (
     "tokenizer_config.json",
     "special_tokens_map.json",
 )
-ORIGINAL_ALLOW_PATTERNS = (
-    MLX_ALLOW_PATTERNS  # same names in the bf16 repo; it also ships tekken.json
-)
+ORIGINAL_ALLOW_PATTERNS = MLX_ALLOW_PATTERNS  # same names in the bf16 repo, which has tekken.json
 
 DISK_MARGIN_BYTES = 512 * 1024**2  # headroom for the OS and the app while the last shard lands
 _CHUNK_BYTES = 256 * 1024  # cancel is checked between chunks: ~5 ms apart at 50 MB/s
@@ -85,7 +82,7 @@ class DownloadError(Exception):
     """A download failed; str(error) is a message for the user."""
 
 
-class DownloadCancelled(Exception):
+class DownloadCancelled(Cancelled):
     """The cancel event was set; what was downloaded so far is kept and the next call resumes it."""
 
 
@@ -99,40 +96,11 @@ class DownloadProgress:
 
 
 @dataclass(frozen=True)
-class LocalModel:
-    path: Path
-    name: str  # the repo id the folder was named after
-    size_bytes: int
-    quantization: str  # "4-bit g64", or the dtype ("bf16", "fp16", "fp32") of an unquantized model
-    bits: int | None
-    group_size: int | None
-    has_tokenizer: bool  # tekken.json present
-    complete: bool  # config.json and every shard of the index, each as long as its header says
-
-
-@dataclass(frozen=True)
 class _RemoteFile:
     name: str
     size: int
     etag: str  # sha256 for LFS files, git blob id otherwise (what the Hub's ETag headers carry)
     lfs: bool
-
-
-# ---------------------------------------------------------------------------------------------
-# Folders
-
-
-def models_dir() -> Path:
-    """Where downloaded models live: the platform's app-data folder for Nemo Chat."""
-    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "models"
-
-
-def model_dir_for(repo_id: str, root: Path | None = None) -> Path:
-    return Path(root or models_dir()) / repo_id.replace("/", "--")
-
-
-# ---------------------------------------------------------------------------------------------
-# Download
 
 
 def download(
@@ -145,12 +113,15 @@ def download(
     cancel: threading.Event | None = None,
     allow_patterns: Sequence[str] = MLX_ALLOW_PATTERNS,
     endpoint: str | None = None,
+    also_needed: Callable[[int], tuple[int, str]] | None = None,
 ) -> Path:
     """Download the model files of `repo_id` into `dest` (default: models_dir()/owner--name).
 
     Resumes files left partial by an earlier cancel, failure or restart. `token` None means
-    huggingface_hub's own lookup (HF_TOKEN, then the `hf auth login` file). Raises DownloadError
-    with a user-facing message, or DownloadCancelled.
+    huggingface_hub's own lookup (HF_TOKEN, then the `hf auth login` file). `also_needed` maps the
+    size of the weights to (bytes, what) that the caller will write next to them afterwards (a
+    conversion), so that the free-space check counts it too. Raises DownloadError with a
+    user-facing message, or DownloadCancelled.
     """
     dest = Path(dest) if dest is not None else model_dir_for(repo_id)
     endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
@@ -168,7 +139,9 @@ def download(
             commit, files = _remote_files(repo_id, revision, token, endpoint, allow_patterns)
             todo = [f for f in files if not _is_current(dest, f, cancel)]
             on_disk = {f.name: _partial_size(dest, f) for f in todo}
-            _check_disk_space(dest, sum(f.size - on_disk[f.name] for f in todo))
+            weights = sum(f.size for f in files if f.name.endswith(".safetensors"))
+            extra = also_needed(weights) if also_needed else (0, "")
+            _check_disk_space(dest, sum(f.size - on_disk[f.name] for f in todo), *extra)
             total = sum(f.size for f in files)
             progress = _Progress(
                 total, total - sum(f.size - on_disk[f.name] for f in todo), on_progress
@@ -197,6 +170,7 @@ def download_original(
     on_progress: Callable[[DownloadProgress], None] | None = None,
     cancel: threading.Event | None = None,
     endpoint: str | None = None,
+    also_needed: Callable[[int], tuple[int, str]] | None = None,
 ) -> Path:
     """Download Mistral's bf16 release (five shards, ~24.5 GB, gated: needs a token) to convert."""
     return download(
@@ -208,6 +182,7 @@ def download_original(
         cancel=cancel,
         allow_patterns=ORIGINAL_ALLOW_PATTERNS,
         endpoint=endpoint,
+        also_needed=also_needed,
     )
 
 
@@ -270,13 +245,14 @@ def _partial_size(dest: Path, f: _RemoteFile) -> int:
     return size
 
 
-def _check_disk_space(dest: Path, needed: int) -> None:
-    if needed <= 0:
+def _check_disk_space(dest: Path, needed: int, extra: int = 0, extra_for: str = "") -> None:
+    if needed + extra <= 0:
         return
     free = shutil.disk_usage(dest).free
-    if free < needed + DISK_MARGIN_BYTES:
+    if free < needed + extra + DISK_MARGIN_BYTES:
+        parts = f" ({_gb(needed)} to download, {_gb(extra)} for {extra_for})" if extra else ""
         raise DownloadError(
-            f"the download needs {_gb(needed + DISK_MARGIN_BYTES)} free, "
+            f"the download needs {_gb(needed + extra + DISK_MARGIN_BYTES)} free{parts}, "
             f"only {_gb(free)} available at {dest}"
         )
 
@@ -462,53 +438,6 @@ def _gb(n: int) -> str:
     return f"{n / 1e9:.1f} GB"
 
 
-# ---------------------------------------------------------------------------------------------
-# Checking and listing what is on disk
-
-
-def missing_files(model_dir: Path, expected_sizes: dict[str, int] | None = None) -> list[str]:
-    """What keeps `model_dir` from loading (missing config or shards, wrong sizes); [] if none."""
-    model_dir = Path(model_dir)
-    problems = [] if (model_dir / "config.json").is_file() else ["config.json is missing"]
-    index = model_dir / "model.safetensors.index.json"
-    if index.is_file():
-        try:
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (ValueError, KeyError, AttributeError) as e:
-            return problems + [f"{index.name} is not a valid index ({e})"]
-    else:
-        shards = ["model.safetensors"]
-    for name in shards:
-        path = model_dir / name
-        if not path.is_file():
-            problems.append(f"{name} is missing")
-        elif (
-            expected_sizes
-            and name in expected_sizes
-            and path.stat().st_size != expected_sizes[name]
-        ):
-            problems.append(
-                f"{name} has {path.stat().st_size} bytes, expected {expected_sizes[name]}"
-            )
-        elif not _safetensors_size_ok(path):
-            problems.append(f"{name} is truncated or not a safetensors file")
-    return problems
-
-
-def _safetensors_size_ok(path: Path) -> bool:
-    """The header's last tensor ends exactly at the end of the file (cheap truncation check)."""
-    try:
-        with open(path, "rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(n))
-        end = max(
-            (v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0
-        )
-        return 8 + n + end == path.stat().st_size
-    except (OSError, ValueError, KeyError, TypeError, struct.error):
-        return False
-
-
 def _ensure_tokenizer(model_dir: Path) -> None:
     """mlx-community's conversions ship no tekken.json: put the bundled, sha-checked copy there."""
     if (model_dir / "tekken.json").is_file():
@@ -520,47 +449,3 @@ def _ensure_tokenizer(model_dir: Path) -> None:
     except (OSError, ValueError) as e:  # TokenizerError is a ValueError naming the file
         msg = f"{model_dir} has no tekken.json and the bundled one is unusable: {e}"
         raise DownloadError(msg) from e
-
-
-def models_on_disk(root: Path | None = None) -> list[LocalModel]:
-    """Model folders under `root` (default models_dir()), for the settings page."""
-    root = Path(root or models_dir())
-    if not root.is_dir():
-        return []
-    found = []
-    for d in sorted(p for p in root.iterdir() if (p / "config.json").is_file()):
-        try:
-            config = json.loads((d / "config.json").read_text())
-        except (OSError, ValueError):
-            config = {}
-        q = config.get("quantization") or config.get("quantization_config") or {}
-        bits, group = q.get("bits"), q.get("group_size")
-        dtype = config.get("torch_dtype") or config.get("dtype") or "unknown"
-        label = (
-            f"{bits}-bit g{group}"
-            if bits
-            else {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get(dtype, dtype)
-        )
-        found.append(
-            LocalModel(
-                path=d,
-                name=d.name.replace("--", "/", 1),
-                size_bytes=sum(p.stat().st_size for p in d.rglob("*") if p.is_file()),
-                quantization=label,
-                bits=bits,
-                group_size=group,
-                has_tokenizer=(d / "tekken.json").is_file(),
-                complete=not missing_files(d),
-            )
-        )
-    return found
-
-
-def delete_model(path: Path) -> None:
-    """Remove a downloaded model folder (refuses anything that does not look like one)."""
-    path = Path(path)
-    if not path.is_dir() or not (
-        (path / "config.json").is_file() or (path / ".cache" / "huggingface").is_dir()
-    ):
-        raise ValueError(f"{path} is not a model folder; nothing was deleted")
-    shutil.rmtree(path)

@@ -13,6 +13,7 @@ import codecs
 import hashlib
 import importlib.util
 import json
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -76,11 +77,29 @@ def load_tokenizer(model_dir: Path | str | None = None) -> TekkenTokenizer:
     return read_tekken(bundled_tekken_path())
 
 
+# Built tokenizers by file content: building one holds the GIL ~0.4 s (JSON parse, tiktoken),
+# which would stall the GUI thread; the app builds it once at start-up and loads reuse it.
+_BUILT: dict[str, TekkenTokenizer] = {}
+_BUILT_LOCK = threading.Lock()
+
+
 def read_tekken(path: Path) -> TekkenTokenizer:
     """Build the tiktoken Encoding from a tekken.json exactly as mistral-common's Tekkenizer does."""
     try:
-        data = json.loads(Path(path).read_bytes())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise TokenizerError(f"{path}: cannot read the Tekken tokenizer file: {e}") from e
+    key = hashlib.sha256(raw).hexdigest()
+    with _BUILT_LOCK:
+        if key not in _BUILT:
+            _BUILT[key] = _build_tekken(Path(path), raw)
+        return _BUILT[key]
+
+
+def _build_tekken(path: Path, raw: bytes) -> TekkenTokenizer:
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise TokenizerError(f"{path}: cannot read the Tekken tokenizer file: {e}") from e
     try:
         config = data["config"]

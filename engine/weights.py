@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from .config import ConfigError, ModelConfig, load_config
+from .events import Cancelled
 from .model import Model
 
 INDEX = "model.safetensors.index.json"
@@ -132,9 +134,15 @@ def check_tensors(model: Model, infos: dict[str, TensorInfo], model_dir: Path) -
 
 
 def load_model(
-    model_dir: str | Path, config: ModelConfig | None = None, dtype: mx.Dtype | None = None
+    model_dir: str | Path,
+    config: ModelConfig | None = None,
+    dtype: mx.Dtype | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> Model:
-    """Load an HF or MLX-quantized folder, one shard at a time, into our Model."""
+    """Load an HF or MLX-quantized folder, one shard at a time, into our Model.
+
+    on_progress(bytes_loaded, bytes_total) is called after each shard.
+    """
     model_dir = Path(model_dir)
     config = config or load_config(model_dir)
     dtype = dtype or compute_dtype(_checkpoint_dtype(config))
@@ -142,7 +150,9 @@ def load_model(
     model = build_model(config, infos)
     model.eval()
     check_tensors(model, infos, model_dir)
-    for f in dict.fromkeys(i.file for i in infos.values()):
+    files = list(dict.fromkeys(i.file for i in infos.values()))
+    total, done = sum(f.stat().st_size for f in files), 0
+    for f in files:
         try:
             arrays = model.sanitize(mx.load(str(f)))
             arrays = {
@@ -154,6 +164,9 @@ def load_model(
         except (RuntimeError, ValueError) as e:
             raise WeightsError(f"{f}: cannot load weights ({e})") from e
         del arrays
+        done += f.stat().st_size
+        if on_progress:
+            on_progress(done, total)
     return model
 
 
@@ -173,6 +186,7 @@ def convert(
     group_size: int = 64,
     on_progress: Callable[[int, int], None] | None = None,
     max_shard_bytes: int = MAX_SHARD_BYTES,
+    cancel: threading.Event | None = None,
 ) -> Path:
     """Quantize an HF folder into the MLX layout of mlx-community/Mistral-Nemo-Instruct-2407-4bit.
 
@@ -203,6 +217,8 @@ def convert(
     for f in dict.fromkeys(i.file for i in infos.values()):
         arrays = model.sanitize(mx.load(str(f)))
         for k, w in arrays.items():
+            if cancel is not None and cancel.is_set():  # dst is left without config.json
+                raise Cancelled(f"conversion into {dst} cancelled")
             if _quantizable(k, w, group_size):
                 q, scales, biases = mx.quantize(w, group_size=group_size, bits=bits)
                 out = {k: q, k[: -len("weight")] + "scales": scales}

@@ -122,20 +122,28 @@ def test_sampling_settings_take_effect(tiny_engine):
     _, c, _ = _run(tiny_engine.chat(CHAT, SamplingSettings(temperature=1.5, max_tokens=12, seed=2)))
     assert a == b and a != c
     prompt = tiny_engine.tokenizer.encode_chat(CHAT)
+    model = Favouring(tiny_engine.model, token=5000)
 
     def answer(settings):
         fed: list[int] = []
         cache = tiny_engine.model.make_cache()
-        _run(
-            stream_tokens(
-                tiny_engine.model, tiny_engine.tokenizer, prompt, cache, settings, fed=fed
-            )
-        )
+        _run(stream_tokens(model, tiny_engine.tokenizer, prompt, cache, settings, fed=fed))
         return fed[len(prompt) :]
 
     def repeats(ids):  # mlx-lm's penalty looks at the last 20 tokens
         return sum(ids[i] in ids[max(0, i - 19) : i] for i in range(len(ids)))
 
-    assert repeats(answer(SamplingSettings(temperature=0.0, max_tokens=40))) > 0
+    assert repeats(answer(SamplingSettings(temperature=0.0, max_tokens=40))) == 39
     strong = SamplingSettings(temperature=0.0, max_tokens=40, repetition_penalty=50.0)
     assert repeats(answer(strong)) == 0
+
+
+class Favouring:
+    """The tiny model with one token made the greedy choice at every step."""
+
+    def __init__(self, model, token: int):
+        self.model, self.token, self.layers = model, token, model.layers
+
+    def __call__(self, tokens, cache=None):
+        logits = self.model(tokens, cache=cache)
+        return logits + 30.0 * (mx.arange(logits.shape[-1]) == self.token)

@@ -58,8 +58,8 @@ def test_kv_is_allocated_in_steps_of_256(num_ctx, tokens):
 
 # --- the plan against mlx-lm's real caches, filled by running the tiny model --------------------
 
-# head_dim 64 (not the tiny preset's 24) so that a group-64 quantized cache applies.
-TINY = preset_config("tiny", head_dim=64)
+# The tiny preset's head_dim is 64, so a group-64 quantized cache applies.
+TINY = preset_config("tiny")
 DTYPE_BYTES = 4  # float32 on the CPU backend
 
 
@@ -193,9 +193,9 @@ def test_bad_arguments_are_refused():
         plan(NEMO, 0, 0, available=BIG)
     with pytest.raises(ValueError, match="kv_bits"):
         plan(NEMO, 0, 1024, 3, available=BIG)
-    # The tiny preset's head_dim 24 cannot be quantized in groups of 64; mlx-lm would crash.
+    # head_dim 24 cannot be quantized in groups of 64; mlx-lm would crash.
     with pytest.raises(ValueError, match="head_dim"):
-        plan(preset_config("tiny"), 0, 1024, 8, available=BIG)
+        plan(preset_config("tiny", head_dim=24), 0, 1024, 8, available=BIG)
 
 
 def test_describe():

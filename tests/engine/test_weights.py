@@ -144,7 +144,7 @@ def test_garbage_shard(broken):
 
 
 def test_shape_mismatch_names_file_and_tensor(broken):
-    _edit_config(broken, intermediate_size=768)
+    _edit_config(broken, intermediate_size=1024)
     with pytest.raises(WeightsError, match=r"safetensors: tensor model\.layers\.0\.mlp\.\w+_proj"):
         load_model(broken)
 
