@@ -6,7 +6,15 @@ import argparse
 import sys
 import threading
 
-from . import ConfigError, Finished, PrefillProgress, SamplingSettings, TextChunk, WeightsError
+from . import (
+    ConfigError,
+    Finished,
+    PrefillProgress,
+    SamplingSettings,
+    TextChunk,
+    WeightsError,
+    pull_cli,
+)
 from .tokenizer import TokenizerError
 
 
@@ -123,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bits", type=int, choices=(4, 8), default=4)
     p.add_argument("--group-size", type=int, default=64)
     p.set_defaults(func=cmd_convert)
+
+    pull_cli.add_parser(sub)
 
     p = sub.add_parser("bench", help="throughput against mlx-lm (python -m engine.bench)")
     p.add_argument("rest", nargs=argparse.REMAINDER)

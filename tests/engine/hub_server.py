@@ -32,17 +32,27 @@ class FakeRepo:
     repo_id: str
     files: dict[str, bytes]
     sha: str = "0123456789abcdef0123456789abcdef01234567"
+    # (name, kind) -> (the bytes hashed, digest): the server hashes files on every request, and
+    # a real tiny checkpoint's shard is ~200 MB; a test that swaps a file's bytes gets a new hash.
+    _hashes: dict[tuple[str, str], tuple[bytes, str]] = field(default_factory=dict, repr=False)
+
+    def _hash(self, name: str, kind: str) -> str:
+        data = self.files[name]
+        hit = self._hashes.get((name, kind))
+        if hit is None or hit[0] is not data:
+            digest = hashlib.sha256(data).hexdigest() if kind == "sha256" else git_blob_id(data)
+            hit = self._hashes[(name, kind)] = (data, digest)
+        return hit[1]
 
     def is_lfs(self, name: str) -> bool:
         return name.endswith(_LFS_SUFFIXES)
 
     def etag(self, name: str) -> str:
-        data = self.files[name]
-        return hashlib.sha256(data).hexdigest() if self.is_lfs(name) else git_blob_id(data)
+        return self._hash(name, "sha256" if self.is_lfs(name) else "git")
 
     def sibling(self, name: str) -> dict:
         data = self.files[name]
-        s = {"rfilename": name, "size": len(data), "blobId": git_blob_id(data)}
+        s = {"rfilename": name, "size": len(data), "blobId": self._hash(name, "git")}
         if self.is_lfs(name):
             s["lfs"] = {"size": len(data), "sha256": self.etag(name), "pointerSize": 134}
         return s
@@ -298,3 +308,21 @@ class HubServer:
     def __exit__(self, *exc) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+def isolate_huggingface_hub(monkeypatch) -> None:
+    """Telemetry and xet off, and no real token from the developer's machine."""
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_TOKEN_PATH", "/nonexistent/hf-token")
+    monkeypatch.setattr("huggingface_hub.constants.HF_STORED_TOKENS_PATH", "/nonexistent/hf-tokens")
+
+
+def point_huggingface_hub_at(url: str, monkeypatch) -> None:
+    # huggingface_hub reads HF_ENDPOINT once, at import, into these two constants: patch all three.
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", url)
+    template = url + "/{repo_id}/resolve/{revision}/{filename}"
+    monkeypatch.setattr("huggingface_hub.constants.HUGGINGFACE_CO_URL_TEMPLATE", template)

@@ -18,13 +18,16 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from engine import hub
+from engine import hub, local_models
 from engine.tokenizer import bundled_tekken_path
 
-try:  # tests/engine may or may not become a package
-    from .hub_server import FakeHub, FakeRepo, HubServer
-except ImportError:
-    from hub_server import FakeHub, FakeRepo, HubServer
+from .hub_server import (
+    FakeHub,
+    FakeRepo,
+    HubServer,
+    isolate_huggingface_hub,
+    point_huggingface_hub_at,
+)
 
 REPO = "test-org/tiny-nemo-4bit"
 BIG = "model-00001-of-00002.safetensors"
@@ -44,13 +47,8 @@ CONFIG = {
 
 @pytest.fixture(autouse=True)
 def _hub_env(monkeypatch):
-    # Telemetry and xet off, no real token from the developer's machine, progress on every chunk.
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_DISABLE_XET", True)
-    monkeypatch.setattr("huggingface_hub.constants.HF_TOKEN_PATH", "/nonexistent/hf-token")
-    monkeypatch.setattr("huggingface_hub.constants.HF_STORED_TOKENS_PATH", "/nonexistent/hf-tokens")
+    isolate_huggingface_hub(monkeypatch)
+    # Progress on every chunk; retries after a dropped connection without long waits.
     monkeypatch.setattr(hub, "_PROGRESS_INTERVAL_S", 0.0)
     monkeypatch.setattr(hub, "_RETRY_WAITS_S", (0.05, 0.05, 0.05))
 
@@ -85,19 +83,11 @@ def repo_files(tmp_path_factory) -> dict[str, bytes]:
     }
 
 
-def _point_huggingface_hub_at(url: str, monkeypatch) -> None:
-    # huggingface_hub reads HF_ENDPOINT once, at import, into these two constants: patch all three.
-    monkeypatch.setenv("HF_ENDPOINT", url)
-    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", url)
-    template = url + "/{repo_id}/resolve/{revision}/{filename}"
-    monkeypatch.setattr("huggingface_hub.constants.HUGGINGFACE_CO_URL_TEMPLATE", template)
-
-
 @pytest.fixture
 def fake_hub(repo_files, monkeypatch):
     with HubServer(FakeHub()) as fake:
         fake.add(FakeRepo(REPO, dict(repo_files)))
-        _point_huggingface_hub_at(fake.url, monkeypatch)
+        point_huggingface_hub_at(fake.url, monkeypatch)
         yield fake
 
 
@@ -108,7 +98,7 @@ def refused_endpoint(monkeypatch) -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    _point_huggingface_hub_at(url, monkeypatch)
+    point_huggingface_hub_at(url, monkeypatch)
     return url
 
 
@@ -123,7 +113,7 @@ def _assert_complete(dest: Path, repo_files: dict[str, bytes]) -> None:
     for name in wanted:
         assert (dest / name).read_bytes() == repo_files[name], name
     assert not (dest / "README.md").exists() and not (dest / "consolidated.safetensors").exists()
-    assert hub.missing_files(dest) == []
+    assert local_models.missing_files(dest) == []
     # Loadable: the shards parse and hold what the server had.
     shard = mx.load(str(dest / BIG))
     assert shard["model.embed_tokens.weight"].shape == (3000, 256)
@@ -289,7 +279,7 @@ def test_missing_repo(fake_hub, tmp_path):
 @pytest.mark.parametrize("where", ["refused", "dns"])
 def test_unreachable_hub(refused_endpoint, tmp_path, monkeypatch, where):
     if where == "dns":
-        _point_huggingface_hub_at("http://hub.nemo-chat-test.invalid", monkeypatch)
+        point_huggingface_hub_at("http://hub.nemo-chat-test.invalid", monkeypatch)
     host = "127.0.0.1" if where == "refused" else "hub.nemo-chat-test.invalid"
     t0 = time.monotonic()
     with pytest.raises(hub.DownloadError, match=f"can't reach {host} — check your connection"):
@@ -337,16 +327,19 @@ def test_disk_full_while_writing(fake_hub, tmp_path, monkeypatch):
 
 def test_models_on_disk_and_delete(fake_hub, repo_files, tmp_path):
     root = tmp_path / "models"
-    hub.download(REPO, hub.model_dir_for(REPO, root))
-    broken = hub.model_dir_for("other/bf16-model", root)
+    hub.download(REPO, local_models.model_dir_for(REPO, root))
+    broken = local_models.model_dir_for("other/bf16-model", root)
     broken.mkdir()
     (broken / "config.json").write_text(json.dumps({"torch_dtype": "bfloat16"}))
     (broken / "model.safetensors.index.json").write_text(
         json.dumps({"weight_map": {"a": "model-1.safetensors"}})
     )
     (tmp_path / "models" / "not-a-model").mkdir()
+    hidden = root / ".conversion-in-progress.partial"  # engine.convert_flow's work folder
+    hidden.mkdir()
+    (hidden / "config.json").write_text("{}")
 
-    found = {m.name: m for m in hub.models_on_disk(root)}
+    found = {m.name: m for m in local_models.models_on_disk(root)}
     assert set(found) == {REPO, "other/bf16-model"}
     m = found[REPO]
     assert (m.quantization, m.bits, m.group_size, m.has_tokenizer, m.complete) == (
@@ -361,18 +354,18 @@ def test_models_on_disk_and_delete(fake_hub, repo_files, tmp_path):
     assert (b.quantization, b.bits, b.has_tokenizer, b.complete) == ("bf16", None, False, False)
 
     with pytest.raises(ValueError):
-        hub.delete_model(tmp_path / "models" / "not-a-model")
-    hub.delete_model(m.path)
-    assert [x.name for x in hub.models_on_disk(root)] == ["other/bf16-model"]
+        local_models.delete_model(tmp_path / "models" / "not-a-model")
+    local_models.delete_model(m.path)
+    assert [x.name for x in local_models.models_on_disk(root)] == ["other/bf16-model"]
 
 
 def test_truncated_shard_is_reported(fake_hub, repo_files, tmp_path):
     dest, _ = _download(tmp_path / "m")
     with open(dest / BIG, "r+b") as f:
         f.truncate(1000)
-    assert hub.missing_files(dest) == [f"{BIG} is truncated or not a safetensors file"]
+    assert local_models.missing_files(dest) == [f"{BIG} is truncated or not a safetensors file"]
     (dest / SMALL).unlink()
-    assert f"{SMALL} is missing" in hub.missing_files(dest)
+    assert f"{SMALL} is missing" in local_models.missing_files(dest)
 
 
 def test_fake_hub_serves_huggingface_hub_itself(fake_hub, repo_files, tmp_path):
