@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_convert)
 
     pull_cli.add_parser(sub)
+    summarize_cli.add_parser(sub)
 
     p = sub.add_parser("bench", help="throughput against mlx-lm (python -m engine.bench)")
     p.add_argument("rest", nargs=argparse.REMAINDER)

@@ -1,6 +1,7 @@
 """`nemo summarize FILE`: the app's summarizer from a terminal; progress on stderr, summary on stdout.
 
-Wired into engine/__main__.py with `add_parser(subparsers)`; `run(args)` returns the exit status.
+Wired into engine/__main__.py with `add_parser(subparsers)`; `run(args)` returns the exit status
+(the parser's handler raises SystemExit with it when it is not 0, like `nemo pull`).
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from .summarize import (
     summarize,
 )
 
-# Where the app's QSettings keep `chat/model_dir` (organization and application "Nemo Chat",
-# domain nemochat.app): a plist on macOS, an INI file elsewhere. Read without Qt.
-_PLIST_GLOB = "app.nemochat.*.plist"
+# Where the app's QSettings keep `chat/model_dir`, read without Qt. macOS: a plist named from the
+# domain nemochat.app (Qt's comify() makes it "com.nemochat-app.Nemo Chat.plist"), with the key
+# "chat.model_dir". Elsewhere: an INI file named from the organization and application.
+_PLIST_GLOB = "*nemochat*.plist"
 _INI_PATH = Path("Nemo Chat") / "Nemo Chat.conf"
 
 
@@ -70,8 +72,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", metavar="FILE", help="write the summary here instead of stdout")
     p.add_argument("--temperature", type=float, default=0.3)
     p.add_argument("--seed", type=int, default=None)
-    p.set_defaults(func=run)
+    p.set_defaults(func=_command)
     return p
+
+
+def _command(args: argparse.Namespace) -> None:
+    """The handler `nemo` calls: a failure or a stop exits with run()'s status."""
+    status = run(args)
+    if status:
+        raise SystemExit(status)
 
 
 def format_duration(seconds: float) -> str:
@@ -164,6 +173,7 @@ def report(events, progress: Progress, out: TextIO | None) -> SummaryDone:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `nemo summarize`: 0 done, 1 failed (one line on stderr), 130 stopped with Ctrl+C."""
     try:
         return _run(args)
     except KeyboardInterrupt:

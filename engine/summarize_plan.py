@@ -262,6 +262,7 @@ def _combine_groups(sizes: Sequence[int], budget: int) -> list[int]:
 
 
 def estimate_reduce_calls(n: int, size: int, inter_budget: int, final_budget: int) -> int:
+    """Combine calls for n summaries of `size` tokens: rounds of groups, then the final call."""
     calls = 0
     while n * size > final_budget:
         groups = len(_combine_groups([size] * n, inter_budget))
