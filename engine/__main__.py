@@ -1,4 +1,4 @@
-"""The `nemo` command line: generate, chat, convert, bench."""
+"""The `nemo` command line: generate, chat, convert, pull, summarize, bench."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from . import (
     TextChunk,
     WeightsError,
     pull_cli,
+    summarize_cli,
 )
 from .tokenizer import TokenizerError
 
