@@ -145,11 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        return args.func(args) or 0  # subcommands may return their exit status
     except (ConfigError, WeightsError, TokenizerError, ValueError, OSError) as e:
         print(f"nemo: {e}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ from huggingface_hub.utils import (
 
 from .events import Cancelled
 from .local_models import missing_files, model_dir_for
+from .units import gb
 
 DEFAULT_REPO = "mlx-community/Mistral-Nemo-Instruct-2407-4bit"
 ORIGINAL_REPO = "mistralai/Mistral-Nemo-Instruct-2407"
@@ -250,10 +251,10 @@ def _check_disk_space(dest: Path, needed: int, extra: int = 0, extra_for: str = 
         return
     free = shutil.disk_usage(dest).free
     if free < needed + extra + DISK_MARGIN_BYTES:
-        parts = f" ({_gb(needed)} to download, {_gb(extra)} for {extra_for})" if extra else ""
+        parts = f" ({gb(needed)} to download, {gb(extra)} for {extra_for})" if extra else ""
         raise DownloadError(
-            f"the download needs {_gb(needed + extra + DISK_MARGIN_BYTES)} free{parts}, "
-            f"only {_gb(free)} available at {dest}"
+            f"the download needs {gb(needed + extra + DISK_MARGIN_BYTES)} free{parts}, "
+            f"only {gb(free)} available at {dest}"
         )
 
 
@@ -432,10 +433,6 @@ def _human_errors(repo_id: str, revision: str | None, endpoint: str, dest: Path)
                 "(it resumes where it stopped)"
             ) from e
         raise DownloadError(f"can't write the model to {dest}: {e.strerror or e}") from e
-
-
-def _gb(n: int) -> str:
-    return f"{n / 1e9:.1f} GB"
 
 
 def _ensure_tokenizer(model_dir: Path) -> None:

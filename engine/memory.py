@@ -15,6 +15,7 @@ import mlx.core as mx
 from mlx_lm.models.cache import KVCache, QuantizedKVCache
 
 from .config import ModelConfig
+from .units import gb
 
 # mlx-lm's caches grow in whole steps of 256 tokens, so a cache holds round_up(tokens, 256).
 KV_STEP = KVCache.step
@@ -75,10 +76,6 @@ def activation_dtype_bytes() -> int:
     return 4 if mx.default_device().type == mx.cpu else 2
 
 
-def _gb(n: int) -> str:
-    return f"{n / 1e9:.1f} GB"
-
-
 def _ctx_label(n: int) -> str:
     return f"{n // 1024}K" if n % 1024 == 0 else f"{n:,}"
 
@@ -109,9 +106,9 @@ class MemoryPlan:
     def describe(self) -> str:
         """One line for the UI: what each part costs and whether it fits."""
         return (
-            f"{_gb(self.weights_bytes)} weights + {_gb(self.kv_bytes)} KV cache "
-            f"({_ctx_label(self.num_ctx)}, {self.kv_label()}) + {_gb(self.working_bytes)} working"
-            f" = {_gb(self.total_bytes)} of {_gb(self.available_bytes)} available"
+            f"{gb(self.weights_bytes)} weights + {gb(self.kv_bytes)} KV cache "
+            f"({_ctx_label(self.num_ctx)}, {self.kv_label()}) + {gb(self.working_bytes)} working"
+            f" = {gb(self.total_bytes)} of {gb(self.available_bytes)} available"
         )
 
 
@@ -222,12 +219,12 @@ class MemoryPlanError(ValueError):
         p, where = self.plan, _where()
         if p.weights_bytes > p.available_bytes:
             return (
-                f"The model's weights alone need {_gb(p.weights_bytes)} but {where} can give "
-                f"{_gb(p.available_bytes)}: use a smaller or more strongly quantized model."
+                f"The model's weights alone need {gb(p.weights_bytes)} but {where} can give "
+                f"{gb(p.available_bytes)}: use a smaller or more strongly quantized model."
             )
         msg = (
-            f"num_ctx {self.num_ctx:,} ({p.kv_label()} KV cache) needs {_gb(p.total_bytes)} "
-            f"but {where} can give {_gb(p.available_bytes)}."
+            f"num_ctx {self.num_ctx:,} ({p.kv_label()} KV cache) needs {gb(p.total_bytes)} "
+            f"but {where} can give {gb(p.available_bytes)}."
         )
         if self.largest_num_ctx:
             msg += f" Largest that fits: {self.largest_num_ctx:,} tokens"
@@ -237,7 +234,7 @@ class MemoryPlanError(ValueError):
             msg += (
                 f"; or use {'an' if self.suggested_kv_bits == 8 else 'a'} "
                 f"{self.suggested_kv_bits}-bit KV cache "
-                f"({_gb(self.suggested_plan.total_bytes)})"
+                f"({gb(self.suggested_plan.total_bytes)})"
             )
         return msg + "."
 

@@ -20,6 +20,7 @@ from .config import ConfigError
 from .convert_flow import PullProgress, from_download, pull_and_convert
 from .events import Cancelled
 from .local_models import model_dir_for, models_dir
+from .units import duration, size
 from .weights import WeightsError
 
 T = TypeVar("T")
@@ -59,15 +60,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--token", default=None, help="Hugging Face token (default: HF_TOKEN or `hf auth login`)"
     )
-    p.set_defaults(func=_command)
+    p.set_defaults(func=run)
     return p
-
-
-def _command(args: argparse.Namespace) -> None:
-    """The handler `nemo` calls: a failure or a cancel exits with run()'s status."""
-    status = run(args)
-    if status:
-        raise SystemExit(status)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -193,10 +187,10 @@ class ProgressBar:
     def line(self, p: PullProgress, frac: float) -> str:
         filled = int(frac * self.width)
         bar = "#" * filled + "-" * (self.width - filled)
-        speed = f"{_size(p.speed_bps)}/s" if p.speed_bps > 0 else "--/s"
-        left = f"{_duration(p.eta_s)} left" if p.eta_s is not None else "-- left"
+        speed = f"{size(p.speed_bps)}/s" if p.speed_bps > 0 else "--/s"
+        left = f"{duration(p.eta_s)} left" if p.eta_s is not None else "-- left"
         return (
-            f"{p.phase:<8} [{bar}] {frac:4.0%}  {_size(p.done)} / {_size(p.total)}  "
+            f"{p.phase:<8} [{bar}] {frac:4.0%}  {size(p.done)} / {size(p.total)}  "
             f"{speed}  {left}  {p.detail}"
         )
 
@@ -205,17 +199,3 @@ class ProgressBar:
             self.stream.write("\n")
             self.stream.flush()
         self.drawn = False
-
-
-def _size(n: float) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{int(n)} B"
-
-
-def _duration(s: float) -> str:
-    s = int(round(s))
-    if s >= 3600:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"

@@ -28,6 +28,7 @@ from .summarize import (
     session_generate_fn,
     summarize,
 )
+from .units import duration
 
 # Where the app's QSettings keep `chat/model_dir`, read without Qt. macOS: a plist named from the
 # domain nemochat.app (Qt's comify() makes it "com.nemochat-app.Nemo Chat.plist"), with the key
@@ -72,24 +73,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", metavar="FILE", help="write the summary here instead of stdout")
     p.add_argument("--temperature", type=float, default=0.3)
     p.add_argument("--seed", type=int, default=None)
-    p.set_defaults(func=_command)
+    p.set_defaults(func=run)
     return p
-
-
-def _command(args: argparse.Namespace) -> None:
-    """The handler `nemo` calls: a failure or a stop exits with run()'s status."""
-    status = run(args)
-    if status:
-        raise SystemExit(status)
-
-
-def format_duration(seconds: float) -> str:
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 class Progress:
@@ -121,7 +106,7 @@ def _bar(done: int, total: int, width: int = 20) -> str:
 
 
 def _left(eta: float | None) -> str:
-    return f" · ~{format_duration(eta)} left" if eta else ""
+    return f" · ~{duration(eta)} left" if eta else ""
 
 
 def report(events, progress: Progress, out: TextIO | None) -> SummaryDone:
@@ -166,7 +151,7 @@ def report(events, progress: Progress, out: TextIO | None) -> SummaryDone:
             progress.stream.write(
                 f"[{state}{event.parts} part(s), {event.model_calls} model call(s), "
                 f"{event.tokens_processed:,} tokens processed, "
-                f"{format_duration(event.stats.seconds)}]\n"
+                f"{duration(event.stats.seconds)}]\n"
             )
             return event
     raise RuntimeError("the summarizer ended without a result")

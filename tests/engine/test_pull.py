@@ -210,10 +210,9 @@ def test_cli_pull_and_convert_8bit(fake_hub, tmp_path, capsys):
 
 
 def test_cli_missing_repo_is_one_clear_line(fake_hub, tmp_path, capsys):
-    args = _parse("nobody/nothing", "--dest", str(tmp_path))
-    with pytest.raises(SystemExit) as e:  # what `nemo pull` does: args.func(args)
-        args.func(args)
-    assert e.value.code == 1
+    from engine.__main__ import main
+
+    assert main(["pull", "nobody/nothing", "--dest", str(tmp_path)]) == 1
     out, err = capsys.readouterr()
     assert out == ""
     assert err == "nemo pull: no such model repo: nobody/nothing (check the name on 127.0.0.1)\n"

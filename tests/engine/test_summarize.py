@@ -30,10 +30,11 @@ from engine.summarize import (
     session_generate_fn,
     summarize,
 )
-from engine.summarize_cli import Progress, add_parser, format_duration, last_model_dir, report
+from engine.summarize_cli import Progress, add_parser, last_model_dir, report
 from engine.summarize_cli import run as run_cli
 from engine.summarize_plan import _pieces
 from engine.tokenizer import load_tokenizer
+from engine.units import duration as format_duration
 
 MARKER = re.compile(r"MARKER-\d+ [^.]*\.")
 WORDS = "tenant landlord rent deposit notice repair insurance clause schedule term".split()
@@ -418,13 +419,11 @@ def test_cli_bad_file_exits_1_with_the_problem(
     assert len(err.splitlines()) == 1
 
 
-def test_cli_handler_exits_with_the_status(tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="nemo")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["summarize", str(tmp_path / "gone.pdf"), "--model", str(tmp_path)])
-    with pytest.raises(SystemExit) as exit_info:
-        args.func(args)
-    assert exit_info.value.code == 1 and "gone.pdf: file not found" in capsys.readouterr().err
+def test_nemo_summarize_exits_with_the_status(tmp_path, capsys):
+    from engine.__main__ import main
+
+    assert main(["summarize", str(tmp_path / "gone.pdf"), "--model", str(tmp_path)]) == 1
+    assert "gone.pdf: file not found" in capsys.readouterr().err
 
 
 def test_cli_without_a_model_says_how_to_give_one(tmp_path, monkeypatch, capsys):
