@@ -31,7 +31,9 @@ from engine.events import (
     TextChunk,
 )
 from engine.generate import SamplingSettings
+from engine.memory import NEMO_4BIT_WEIGHTS_BYTES, MemoryPlan, activation_dtype_bytes, plan
 from engine.session import ChatSession
+from engine.synthetic import preset_config
 from engine.tokenizer import TokenizerError, load_tokenizer
 from engine.weights import WeightsError
 
@@ -476,17 +478,15 @@ class EngineController(QObject):
         """Tokens of the whole chat prompt as the engine would encode it (BOS included)."""
         return len(self._tokenizer().encode_chat(list(messages)))
 
-    def plan_memory(self, num_ctx: int, kv_bits: int | None) -> Any:
-        """engine.memory.plan for the loaded model: pure arithmetic, safe on the GUI thread."""
+    def plan_memory(self, num_ctx: int, kv_bits: int | None) -> MemoryPlan:
+        """engine.memory.plan for the loaded model, or for Nemo 12B 4-bit when none is loaded:
+        pure arithmetic, safe on the GUI thread; the same numbers ChatSession checks."""
         info = self._model_info
         if info is None:
-            raise RuntimeError("no model is loaded")
-        from engine.memory import activation_dtype_bytes, plan
-
-        # The same numbers that ChatSession checks before it accepts num_ctx.
-        return plan(
-            info.config, info.weights_bytes, num_ctx, kv_bits, dtype_bytes=activation_dtype_bytes()
-        )
+            config, weights = preset_config("nemo-12b"), NEMO_4BIT_WEIGHTS_BYTES
+        else:
+            config, weights = info.config, info.weights_bytes
+        return plan(config, weights, num_ctx, kv_bits, dtype_bytes=activation_dtype_bytes())
 
     def shutdown(self, timeout_ms: int = SHUTDOWN_WAIT_MS) -> bool:
         """Stop, free the model on its thread, end the thread; True when it ended in time."""

@@ -20,6 +20,14 @@ from .events import Event, Finished, GenerationStats, PrefillProgress, TextChunk
 from .tokenizer import TekkenTokenizer
 
 PREFILL_STEP = 2048  # mlx-lm's prefill_step_size
+# Quantized-KV attention materializes chunk x cache scores even on Metal: smaller chunks.
+QUANTIZED_PREFILL_STEP = 512
+
+
+def prefill_step_for(kv_bits: int | None) -> int:
+    return PREFILL_STEP if kv_bits is None else QUANTIZED_PREFILL_STEP
+
+
 PENALTY_CONTEXT = 64  # prompt tail the repetition penalty sees (it looks at the last 20)
 
 

@@ -15,6 +15,7 @@ import mlx.core as mx
 from mlx_lm.models.cache import KVCache, QuantizedKVCache
 
 from .config import ModelConfig
+from .generate import prefill_step_for
 from .units import gb
 
 # mlx-lm's caches grow in whole steps of 256 tokens, so a cache holds round_up(tokens, 256).
@@ -119,7 +120,7 @@ def plan(
     kv_bits: int | None = None,
     *,
     dtype_bytes: int = 2,
-    prefill_step: int = 2048,
+    prefill_step: int | None = None,
     available: int | None = None,
     group_size: int = 64,
     fused_attention: bool | None = None,
@@ -131,6 +132,8 @@ def plan(
     """
     if not isinstance(num_ctx, int) or num_ctx <= 0:
         raise ValueError(f"num_ctx must be a positive number of tokens, got {num_ctx!r}")
+    if prefill_step is None:  # the engine's own choice for this cache
+        prefill_step = prefill_step_for(kv_bits)
     if prefill_step <= 0:
         raise ValueError(f"prefill_step must be positive, got {prefill_step!r}")
     # A sliding-window config would need less (RotatingKVCache); the full cache is a safe bound.

@@ -15,13 +15,12 @@ from mlx_lm.models.cache import QuantizedKVCache, can_trim_prompt_cache, trim_pr
 from mlx_lm.utils import common_prefix_len
 
 from .events import ContextTrimmed, Event
-from .generate import PREFILL_STEP, SamplingSettings, stream_tokens
+from .generate import SamplingSettings, prefill_step_for, stream_tokens
 
 if TYPE_CHECKING:
     from . import Engine
 
 KV_GROUP_SIZE = 64
-QUANTIZED_PREFILL_STEP = 512
 
 
 class ContextOverflow(Exception):
@@ -76,8 +75,7 @@ class ChatSession:
         self._skip = 0  # exchanges left out last turn: keeps the prefix stable at capacity
 
     def _step_for(self, kv_bits: int | None) -> int:
-        # Quantized attention materializes chunk x cache scores even on Metal: smaller chunks.
-        return self._prefill_step or (PREFILL_STEP if kv_bits is None else QUANTIZED_PREFILL_STEP)
+        return self._prefill_step or prefill_step_for(kv_bits)
 
     @property
     def prefill_step(self) -> int:

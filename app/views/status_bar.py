@@ -1,0 +1,118 @@
+"""Bottom status: model state, prefill progress, context meter, and the "left out" notice."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
+
+STATE_TEXT = {
+    "none": "No model loaded",
+    "loading": "Loading model…",
+    "ready": "Ready",
+    "generating": "Writing…",
+    "error": "Model failed to load",
+}
+
+
+class ChatStatusBar(QStatusBar):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("chatStatus")
+        self.setSizeGripEnabled(False)
+        self.dot = QLabel("●")
+        self.dot.setObjectName("stateDot")
+        self.state_label = QLabel(STATE_TEXT["none"])
+        self.state_label.setObjectName("stateLabel")
+        self.state_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.progress = QProgressBar()
+        self.progress.setObjectName("loadProgress")
+        self.progress.setFixedWidth(120)
+        self.progress.setFixedHeight(6)
+        self.progress.setTextVisible(False)
+        self.progress.setVisible(False)
+        self.trimmed_label = QLabel()
+        self.trimmed_label.setObjectName("trimmedNotice")
+        self.trimmed_label.setVisible(False)
+        self.context_label = QLabel()
+        self.context_label.setObjectName("contextLabel")
+        self.context_meter = QProgressBar()
+        self.context_meter.setObjectName("contextMeter")
+        self.context_meter.setFixedWidth(90)
+        self.context_meter.setFixedHeight(6)
+        self.context_meter.setTextVisible(False)
+        self.addWidget(self.dot)
+        self.addWidget(self.state_label, 1)
+        self.addWidget(self.progress)
+        self.addPermanentWidget(self.trimmed_label)
+        self.addPermanentWidget(self.context_meter)
+        self.addPermanentWidget(self.context_label)
+        self.model_name = ""
+        self.state = "none"
+        self.set_state("none")
+        self.set_context(0, 0)
+
+    def _set_state_property(self, value: str) -> None:
+        for w in (self.dot, self.state_label):
+            w.setProperty("state", value)
+            w.style().unpolish(w)
+            w.style().polish(w)
+
+    def set_state(self, state: str, detail: str = "") -> None:
+        """state: none | loading | ready | generating | error (the controller's states)."""
+        self.state = state
+        text = STATE_TEXT.get(state, state)
+        if state == "ready" and self.model_name:
+            text = f"Ready · {self.model_name}"
+        if detail:
+            text = f"{text} {detail}" if state != "error" else detail
+        self.state_label.setText(text)
+        self.state_label.setToolTip(detail or text)
+        self.progress.setVisible(state == "loading")
+        if state != "loading":
+            self.progress.setRange(0, 0)
+        self._set_state_property(state)
+
+    def set_load_progress(self, done: int, total: int) -> None:
+        self.progress.setVisible(True)
+        if total > 0:
+            self.progress.setRange(0, total)
+            self.progress.setValue(done)
+            self.state_label.setText(f"Loading model… {100 * done // total}%")
+        else:
+            self.progress.setRange(0, 0)  # busy indicator
+
+    def set_prefill(self, done: int, total: int) -> None:
+        self.state_label.setText(f"Reading {done:,} / {total:,} tokens…")
+
+    def set_message(self, text: str, error: bool = False) -> None:
+        """A one-off line in the state area (errors stay until the next state change)."""
+        self.state_label.setText(text)
+        self.state_label.setToolTip(text)
+        self._set_state_property("error" if error else self.state)
+
+    def set_context(self, used: int, num_ctx: int) -> None:
+        if num_ctx <= 0:
+            self.context_label.setText("")
+            self.context_meter.setVisible(False)
+            return
+        self.context_meter.setVisible(True)
+        self.context_meter.setRange(0, num_ctx)
+        self.context_meter.setValue(min(used, num_ctx))
+        self.context_label.setText(f"{used:,} / {num_ctx:,} tokens")
+        share = used / num_ctx
+        self.context_meter.setProperty("level", "high" if share > 0.9 else "normal")
+        self.context_meter.style().unpolish(self.context_meter)
+        self.context_meter.style().polish(self.context_meter)
+        self.context_meter.setToolTip(f"Context used: {share:.0%} of {num_ctx:,} tokens")
+
+    def set_trimmed(self, dropped: int) -> None:
+        if dropped <= 0:
+            self.trimmed_label.setVisible(False)
+            return
+        noun = "message" if dropped == 1 else "messages"
+        self.trimmed_label.setText(f"{dropped} earlier {noun} left out")
+        self.trimmed_label.setToolTip(
+            "The chat is longer than the context length; the oldest messages were not sent "
+            "to the model. Raise the context length in Settings to keep more."
+        )
+        self.trimmed_label.setVisible(True)
