@@ -202,8 +202,10 @@ class ChatSession:
                 reused_tokens=common,
                 prefill_step=self.prefill_step,
             )
-        except BaseException:
-            self.reset()  # the cache may hold a half-written chunk
+        except Exception:
+            self.reset()  # an MLX error may leave a half-written chunk in the cache
             raise
-        if self._cache[0].offset != len(self._tokens):
-            self.reset()
+        finally:
+            # Closed early (GeneratorExit) or done: keep the cache only if it matches `tokens`.
+            if self._cache is not None and self._cache[0].offset != len(self._tokens):
+                self.reset()

@@ -209,3 +209,18 @@ def test_refuses_a_num_ctx_that_does_not_fit_memory(tiny_engine):
     with pytest.raises(MemoryPlanError) as e:
         ChatSession(tiny_engine, num_ctx=131072, available_bytes=tiny_engine.weights_bytes * 2)
     assert e.value.largest_num_ctx and e.value.largest_num_ctx < 131072
+
+
+def test_closing_an_answer_early_keeps_the_cache_consistent(tiny_engine):
+    session = ChatSession(tiny_engine, num_ctx=2048)
+    chat = [user("Count to ten.")]
+    events = session.chat(chat, SamplingSettings(temperature=0.0, max_tokens=20))
+    for event in events:
+        if isinstance(event, TextChunk):
+            break
+    events.close()  # e.g. the app dropped a stale request
+    n = len(tiny_engine.tokenizer.encode_chat(chat))
+    assert len(session.tokens) == n + 1  # the prompt and the one answer token received
+    assert_cache_equals_cold_prefill(session)
+    _, s, _ = turn(session, chat)
+    assert s.reused_tokens == n - 1
