@@ -38,3 +38,22 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
+
+# The double-click app (packaging/README.md): `make bundle` builds it for this platform,
+# `make bundle-test` builds it and runs the bundle's --self-test offscreen on a tiny model.
+BUNDLE_STAMP := $(VENV)/.installed-bundle
+
+.PHONY: icons bundle bundle-test
+
+$(BUNDLE_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bundle]'
+	touch $(STAMP) $@
+
+icons: $(STAMP)
+	$(BIN)/python packaging/render_icons.py
+
+bundle: $(BUNDLE_STAMP)
+	$(BIN)/python packaging/build_app.py $(ARGS)
+
+bundle-test: $(BUNDLE_STAMP)
+	$(BIN)/python packaging/bundle_test.py $(ARGS)
