@@ -89,8 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     controller = EngineController()
     controller.set_num_ctx(settings.num_ctx)
     controller.set_kv_bits(settings.kv_bits)
-    window = MainWindow(store, controller, settings)
-    window.show()
+    from app.downloader import Downloader  # engine.hub on its own thread: HTTP, no MLX
+
+    window = MainWindow(store, controller, settings, downloader=Downloader(controller))
+    from app.tray import install_menu_bar
+
+    menu_bar = install_menu_bar(app, window, controller)  # tray icon, quick prompt, shortcuts
+    if not menu_bar.starts_hidden:
+        window.show()
     if moved:
         QMessageBox.warning(window, APP_NAME, moved)
     model_dir = args.model or settings.model_dir

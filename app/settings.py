@@ -20,6 +20,11 @@ class ChatSettings:
     top_p: float = 1.0
     max_tokens: int = 1024
     model_dir: str | None = None
+    # The menu-bar quick prompt (app/quick_prompt.py, app/tray.py).
+    quick_max_tokens: int = 512
+    quick_history: bool = False  # store every quick prompt as a "Quick: …" conversation
+    start_in_menu_bar: bool = False
+    quick_hotkey: str = "Alt+Space"  # system-wide, QKeySequence text (Option+Space on a Mac)
 
     def validated(self) -> ChatSettings:
         """The same settings pulled back into the ranges the engine accepts."""
@@ -33,6 +38,7 @@ class ChatSettings:
             top_p=min(max(float(self.top_p), 0.01), 1.0),
             max_tokens=min(max(int(self.max_tokens), 16), 32768),
             model_dir=self.model_dir or None,
+            quick_max_tokens=min(max(int(self.quick_max_tokens), 16), 32768),
         )
 
 
@@ -74,8 +80,10 @@ def _parse(name: str, raw: object, default: object) -> object:
             return int(raw) if raw not in ("", "None", "0", 0) else None
         if name == "model_dir":
             return str(raw) or None
-        if name == "system_prompt":
+        if name in ("system_prompt", "quick_hotkey"):
             return str(raw)
+        if isinstance(default, bool):  # before int: bool is an int; INI gives "true"/"false"
+            return raw if isinstance(raw, bool) else str(raw).lower() in ("true", "1")
         if isinstance(default, float):
             return float(raw)
         if isinstance(default, int):

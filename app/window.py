@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -25,11 +25,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.attachments import DocumentAttacher, prompt_budget, prompt_content
 from app.settings import ChatSettings, save_settings
 from app.store import Store, StoreError
+from app.summarize_flow import SummarizeFlow
 from app.views.answer_recorder import AnswerRecorder
 from app.views.chat_page import ChatPage
+from app.views.download_panel import DownloadPanel
 from app.views.menus import install_menus
+from app.views.models_page import ModelsPage
 from app.views.settings_dialog import SettingsDialog
 from app.views.sidebar import Sidebar
 from app.views.status_bar import ChatStatusBar
@@ -39,11 +43,13 @@ NOT_READY = {
     "none": "Open a model folder before sending a message.",
     "error": "The model did not load; open a model folder to try again.",
     "loading": "The model is still loading.",
-    "generating": "The previous answer is still stopping; try again in a moment.",
+    "generating": "Nemo is still answering (a quick prompt or the last answer); try again soon.",
 }
 
 
 class MainWindow(QMainWindow):
+    settingsChanged = Signal(object)  # ChatSettings, after apply_settings (the menu-bar app)
+
     def __init__(
         self,
         store: Store,
@@ -51,6 +57,7 @@ class MainWindow(QMainWindow):
         settings: ChatSettings,
         qsettings: QSettings | None = None,
         parent: QWidget | None = None,
+        downloader: Any = None,
     ) -> None:
         super().__init__(parent)
         self.store = store
@@ -58,6 +65,7 @@ class MainWindow(QMainWindow):
         self.settings = settings
         self._qsettings = qsettings if qsettings is not None else QSettings()
         self.current_id: int | None = None
+        self.keep_in_menu_bar = False  # set by app.tray where a tray exists: close only hides
         self.answers = AnswerRecorder(store, lambda text: self.status.set_message(text, True), self)
         self.setWindowTitle("Nemo Chat")
         self.setObjectName("mainWindow")
@@ -68,6 +76,7 @@ class MainWindow(QMainWindow):
         self.welcome = WelcomeView()
         chat_page = ChatPage()
         self.chat_view, self.composer = chat_page.chat_view, chat_page.composer
+        self.chips = chat_page.chips
         self.stack = QStackedWidget()
         self.stack.addWidget(self.welcome)
         self.stack.addWidget(chat_page)
@@ -89,6 +98,13 @@ class MainWindow(QMainWindow):
         self.new_action, self.find_action = self.menu_actions.new_chat, self.menu_actions.find
         self.settings_action = self.menu_actions.settings
         self._connect()
+        self.documents = DocumentAttacher(self)  # drops, Attach…, chips (app/attachments.py)
+        self.summaries = SummarizeFlow(self)  # the chips' Summarize (app/summarize_flow.py)
+        self.downloader = downloader  # app.downloader.Downloader: the first-run download panel
+        if downloader is not None:
+            self.download_panel = DownloadPanel(downloader)
+            self.download_panel.modelReady.connect(self.load_model)
+            self.welcome.set_download_panel(self.download_panel)
         self.refresh_sidebar()
         if getattr(controller, "model_info", None) is not None:
             self._on_model_loaded(controller.model_info)
@@ -108,7 +124,8 @@ class MainWindow(QMainWindow):
         c.chunk.connect(self._on_chunk)
         c.finished.connect(self._on_finished)
         c.failed.connect(self._on_failed)
-        c.contextUsage.connect(self.status.set_context)
+        # Only this window's answers move its meter (not a quick prompt's, app/quick_prompt.py).
+        c.contextUsage.connect(self._on_context_usage)
         s = self.sidebar
         s.newChatRequested.connect(self.new_chat)
         s.conversationSelected.connect(self.open_conversation)
@@ -221,19 +238,24 @@ class MainWindow(QMainWindow):
             why = NOT_READY.get(state, NOT_READY["none"])
             self.status.set_message(why, error=True)
             return
+        attachments = self.documents.for_send(text)
+        if attachments is None:  # one is still being read or does not fit: the text is kept
+            return
         if self.current_id is None:
             self.current_id = self.store.create_conversation(
                 system_prompt=self.settings.system_prompt or None
             ).id
             self.chat_view.show_conversation(self.current_id, [])
-        message = self.store.add_message(self.current_id, "user", text)
+        message = self.store.add_message(self.current_id, "user", text, attachments=attachments)
+        self.documents.sent()
         title = self.store.auto_title(self.current_id)
         self.setWindowTitle(f"{title} — Nemo Chat")
         self.chat_view.add_message(message)
         self._start_answer(self.current_id)
         self.refresh_sidebar()
 
-    def _start_answer(self, conversation_id: int) -> None:
+    def _start_answer(self, conversation_id: int, request: Any = None) -> None:
+        """request() -> rid asks for the answer; a chat reply unless given (a summary)."""
         history = self.store.messages(conversation_id)
         answer = self.answers.begin(conversation_id)
         if conversation_id == self.current_id:
@@ -241,6 +263,9 @@ class MainWindow(QMainWindow):
             self.chat_view.set_streaming_note("Thinking…")
         self.status.set_trimmed(0)
         self._set_generating(True)
+        if request is not None:
+            self.answers.active.rid = request()
+            return
         self.answers.active.rid = self.controller.send(
             conversation_id, self._prompt(conversation_id, history), self.settings
         )
@@ -250,9 +275,12 @@ class MainWindow(QMainWindow):
         conv = self.store.get_conversation(conversation_id)
         system = conv.system_prompt or self.settings.system_prompt
         out = [{"role": "system", "content": system}] if system else []
+        budget = prompt_budget(self.settings.num_ctx, self.settings.max_tokens)
         for m in history:
             if m.role in ("user", "assistant") and m.status != "failed" and m.content.strip():
-                out.append({"role": m.role, "content": m.content})
+                # Documents go in full; one too long for the context only as a note (see there).
+                content = prompt_content(m.content, m.attachments, budget)
+                out.append({"role": m.role, "content": content})
         return out
 
     def stop(self) -> None:
@@ -278,6 +306,10 @@ class MainWindow(QMainWindow):
         self.status.set_prefill(done, total)
         if s.conversation_id == self.current_id and not s.text:
             self.chat_view.set_streaming_note(text)
+
+    def _on_context_usage(self, used: int, num_ctx: int) -> None:
+        if self.generating:
+            self.status.set_context(used, num_ctx)
 
     def _on_trimmed(self, rid: int, dropped: int, prompt_tokens: int, num_ctx: int) -> None:
         s = self.answers.matching(rid)
@@ -321,7 +353,8 @@ class MainWindow(QMainWindow):
         self.store.edit_message(message_id, text)
         self.store.delete_messages_from(message.conversation_id, message.position + 1)
         self.open_conversation(message.conversation_id)
-        self._start_answer(message.conversation_id)
+        summary = self.summaries.request_for(message.conversation_id)  # None: a chat reply
+        self._start_answer(message.conversation_id, summary)
 
     def regenerate(self, answer_id: int) -> None:
         """Replaces an answer (the last one) with a new one."""
@@ -330,7 +363,8 @@ class MainWindow(QMainWindow):
         message = self.store.get_message(answer_id)
         self.store.delete_messages_from(message.conversation_id, message.position)
         self.chat_view.remove_messages_from(answer_id)
-        self._start_answer(message.conversation_id)
+        summary = self.summaries.request_for(message.conversation_id)  # None: a chat reply
+        self._start_answer(message.conversation_id, summary)
 
     # -- model and settings
 
@@ -347,7 +381,10 @@ class MainWindow(QMainWindow):
         self.controller.load_model(path)
 
     def make_settings_dialog(self) -> SettingsDialog:
-        return SettingsDialog(self.settings, self.controller.plan_memory, self)
+        dialog = SettingsDialog(self.settings, self.controller.plan_memory, self)
+        if self.downloader is not None:  # models on disk: use, reveal, delete
+            dialog.add_models_page(ModelsPage(self.downloader.library, self.settings.model_dir))
+        return dialog
 
     def open_settings(self) -> None:
         dialog = self.make_settings_dialog()
@@ -364,6 +401,8 @@ class MainWindow(QMainWindow):
             self.controller.set_kv_bits(new.kv_bits)
         if load and new.model_dir and new.model_dir != old.model_dir:
             self.load_model(new.model_dir)
+        self.documents.update_budget()
+        self.settingsChanged.emit(new)
 
     def _on_state(self, state: str) -> None:
         if state != "generating" or self.generating:
@@ -405,10 +444,8 @@ class MainWindow(QMainWindow):
             self.composer.set_can_send(True)
 
     def open_document(self, path: str) -> None:
-        """A document handed over by the OS. Summarizing it is not wired into the window yet."""
-        self.status.set_message(
-            f"{Path(path).name}: opening documents in the chat is not available yet.", error=True
-        )
+        """A document handed over by the OS (argv, macOS FileOpen): attach it, offer Summarize."""
+        self.documents.open(path)
 
     # -- export, close
 
@@ -425,8 +462,22 @@ class MainWindow(QMainWindow):
             except OSError as e:
                 QMessageBox.warning(self, "Export failed", f"Could not write {path}: {e}")
 
+    def present(self, conversation_id: int | None = None) -> None:
+        """Show the window in front (from the menu bar), optionally opening a conversation."""
+        self.showNormal() if self.isMinimized() else self.show()
+        self.raise_()
+        self.activateWindow()
+        if conversation_id is not None:
+            self.refresh_sidebar()
+            self.open_conversation(conversation_id)
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         """An answer still streaming is stopped and stored as such (nothing is lost)."""
+        if self.keep_in_menu_bar:  # the app lives on in the menu bar; the answer goes on
+            self._qsettings.setValue("window/geometry", self.saveGeometry())
+            event.ignore()
+            self.hide()
+            return
         if self.answers.active is not None:
             self.controller.stop()
             self._finish("stopped", None, None)

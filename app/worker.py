@@ -22,6 +22,7 @@ from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 
 import engine
 from engine.config import ConfigError, ModelConfig
+from engine.documents import SUPPORTED_EXTENSIONS, extract
 from engine.events import (
     ContextTrimmed,
     Event,
@@ -33,6 +34,15 @@ from engine.events import (
 from engine.generate import SamplingSettings
 from engine.memory import NEMO_4BIT_WEIGHTS_BYTES, MemoryPlan, activation_dtype_bytes, plan
 from engine.session import ChatSession
+from engine.summarize import (
+    CombineStarted,
+    PartDone,
+    PartStarted,
+    SummaryDone,
+    SummaryPlan,
+    session_generate_fn,
+    summarize,
+)
 from engine.synthetic import preset_config
 from engine.tokenizer import TokenizerError, load_tokenizer
 from engine.weights import WeightsError
@@ -79,6 +89,35 @@ class Request:
     messages: tuple[Mapping[str, str], ...]  # copies: the GUI may edit its own list meanwhile
     settings: ChatSettingsLike
     cancel: threading.Event  # set from the GUI thread to stop this request
+
+
+@dataclass(frozen=True)
+class SummaryRequest:
+    """Summarize one document (engine.documents.Document: frozen plain data) into the chat."""
+
+    rid: int
+    conversation_id: int
+    document: Any
+    settings: ChatSettingsLike
+    cancel: threading.Event
+    instruction: str | None = None
+
+
+def summary_max_tokens(settings: ChatSettingsLike) -> int:
+    # The summary's length, capped at a quarter of num_ctx so that the parts keep room to split.
+    return min(settings.max_tokens, max(64, settings.num_ctx // 4))
+
+
+@dataclass(frozen=True)
+class ConvertRequest:
+    """Quantize downloaded original weights (engine.convert_flow.pull_and_convert) on this thread."""
+
+    root: str  # the models folder; the original is in root/owner--name, the copy next to it
+    repo_id: str
+    bits: int
+    group_size: int
+    token: str | None
+    cancel: threading.Event  # the download panel's Cancel
 
 
 def model_name(model_dir: Path) -> str:
@@ -183,6 +222,11 @@ class EngineWorker(QObject):
     contextUsage = Signal(int, int, int)  # rid, used tokens, num_ctx
     finished = Signal(int, object)  # GenerationStats
     failed = Signal(int, str)
+    summaryProgress = Signal(int, int, int, float, str)  # rid, part, count, eta_s, label
+
+    convertProgress = Signal(object)  # engine.convert_flow.PullProgress
+    converted = Signal(str)  # the quantized model folder
+    convertFailed = Signal(str, bool)  # message, cancelled
 
     def __init__(self, chunk_interval: float = CHUNK_INTERVAL_S):
         super().__init__()
@@ -226,6 +270,29 @@ class EngineWorker(QObject):
         self.stateChanged.emit("ready")  # before modelLoaded: its handlers see a ready engine
         self.modelLoaded.emit(model_info(eng))
 
+    @Slot(object)
+    def convert(self, request: ConvertRequest) -> None:
+        """The convert phase of app.downloader's flow: MLX quantization, so on this thread.
+        pull_and_convert first re-checks the download (one Hub call, no bytes fetched)."""
+        from engine.convert_flow import pull_and_convert
+        from engine.hub import DownloadError
+
+        try:
+            path = pull_and_convert(
+                Path(request.root), repo_id=request.repo_id, bits=request.bits,
+                group_size=request.group_size, token=request.token,
+                on_progress=self.convertProgress.emit, cancel=request.cancel,
+            )  # fmt: skip
+        except engine.Cancelled as e:
+            self.convertFailed.emit(str(e), True)
+        except Exception as e:  # noqa: BLE001 - DownloadError, WeightsError… name the problem
+            log.warning("converting %s failed", request.repo_id, exc_info=True)
+            known = isinstance(e, (DownloadError, ConfigError, WeightsError))
+            message = str(e) if known else f"the conversion failed ({type(e).__name__}: {e})"
+            self.convertFailed.emit(message, False)
+        else:
+            self.converted.emit(str(path))
+
     @Slot()
     def unload(self) -> None:
         self._free()
@@ -253,6 +320,13 @@ class EngineWorker(QObject):
 
     @Slot(object)
     def generate(self, request: Request) -> None:
+        self._serve(request, self._stream)
+
+    @Slot(object)
+    def summarize(self, request: SummaryRequest) -> None:
+        self._serve(request, self._summarize)
+
+    def _serve(self, request: Request | SummaryRequest, run: Callable) -> None:
         rid = request.rid
         if request.cancel.is_set():  # stopped or superseded while it waited in the queue
             self.started.emit(rid)
@@ -265,7 +339,7 @@ class EngineWorker(QObject):
         self.started.emit(rid)
         batcher = ChunkBatcher(self._chunk_interval)
         try:
-            stats = self._stream(request, batcher)
+            stats = run(request, batcher)
         except Exception as e:  # noqa: BLE001 - the worker must stay usable
             log.warning("request %d failed", rid, exc_info=True)
             self._emit_text(rid, batcher.flush())  # what was generated is kept, marked failed
@@ -305,6 +379,45 @@ class EngineWorker(QObject):
         if stats is None:
             raise RuntimeError("the engine ended the answer without its stats")
         return stats
+
+    def _summarize(self, request: SummaryRequest, batcher: ChunkBatcher) -> GenerationStats:
+        """engine.summarize on this thread's session: part progress out, the final call streamed."""
+        rid, settings = request.rid, request.settings
+        self._configure(settings.num_ctx, settings.kv_bits)
+        if self._session is None:
+            self._session = self._engine.session(num_ctx=self._num_ctx, kv_bits=self._kv_bits)
+        generate_fn = session_generate_fn(self._session, sampling_settings(settings))
+        events = summarize(
+            request.document, generate_fn, self._engine.tokenizer, settings.num_ctx,
+            instruction=request.instruction, max_tokens=summary_max_tokens(settings),
+            cancel=request.cancel,
+        )  # fmt: skip
+        done, eta = None, -1.0  # eta: seconds left after the last finished part; -1 unknown
+        try:
+            for event in events:
+                if isinstance(event, TextChunk):
+                    self._emit_text(rid, batcher.add(event.text))
+                elif isinstance(event, PrefillProgress):
+                    self.prefillProgress.emit(rid, event.done, event.total)
+                elif isinstance(event, SummaryPlan):
+                    label = "single" if event.single_pass else "plan"
+                    self.summaryProgress.emit(rid, 0, event.parts, -1.0, label)
+                elif isinstance(event, PartStarted):
+                    self.summaryProgress.emit(rid, event.index, event.count, eta, "part")
+                elif isinstance(event, PartDone):
+                    eta = event.eta_s
+                elif isinstance(event, CombineStarted):
+                    label = "final" if event.final else "combine"
+                    self.summaryProgress.emit(rid, event.index, event.count, event.eta_s, label)
+                elif isinstance(event, SummaryDone):
+                    done = event
+        finally:
+            events.close()  # here, on this thread (see _stream)
+        if done is None:
+            raise RuntimeError("the summary ended without its result")
+        if done.cancelled or done.stats.final is None:
+            return cancelled_stats()
+        return done.stats.final
 
     def _events(
         self, messages: list[dict], sampling: SamplingSettings, cancel: threading.Event
@@ -363,9 +476,17 @@ class EngineController(QObject):
     finished = Signal(int, object)  # rid, GenerationStats
     failed = Signal(int, str)
     contextUsage = Signal(int, int)  # used tokens, num_ctx
+    summaryProgress = Signal(int, int, int, float, str)  # rid, part, count, eta_s, label
+    becameIdle = Signal()  # the current request ended (after its finished/failed): see `busy`
+
+    convertProgress = Signal(object)  # engine.convert_flow.PullProgress
+    converted = Signal(str)
+    convertFailed = Signal(str, bool)  # message, cancelled
 
     _load = Signal(str)
+    _convert = Signal(object)
     _generate = Signal(object)
+    _summarize = Signal(object)
     _numCtx = Signal(int)
     _kvBits = Signal(object)
     _unload = Signal()
@@ -379,6 +500,7 @@ class EngineController(QObject):
         self._current: int | None = None
         self._cancel = threading.Event()  # the current request's stop flag
         self._closed = False
+        self._convert_cancel = threading.Event()  # the running conversion's, if any
 
         self._thread = QThread()
         self._thread.setObjectName("engine")
@@ -386,7 +508,9 @@ class EngineController(QObject):
         self._worker.moveToThread(self._thread)
         for signal, slot in (
             (self._load, self._worker.load),
+            (self._convert, self._worker.convert),
             (self._generate, self._worker.generate),
+            (self._summarize, self._worker.summarize),
             (self._numCtx, self._worker.set_num_ctx),
             (self._kvBits, self._worker.set_kv_bits),
             (self._unload, self._worker.unload),
@@ -406,6 +530,10 @@ class EngineController(QObject):
             (w.contextUsage, self._on_usage),
             (w.finished, self._on_finished),
             (w.failed, self._on_failed),
+            (w.convertProgress, self.convertProgress),
+            (w.converted, self.converted),
+            (w.convertFailed, self.convertFailed),
+            (w.summaryProgress, self._on_summary_progress),
         ):
             signal.connect(slot, QUEUED)
         self.prepared = False  # True once the tokenizer is built (see EngineWorker.prepare)
@@ -425,6 +553,12 @@ class EngineController(QObject):
     @property
     def model_info(self) -> ModelInfo | None:
         return self._model_info
+
+    @property
+    def busy(self) -> bool:
+        """An answer is under way; send() would cancel it. Callers that must not (the quick
+        prompt) wait for becameIdle instead."""
+        return self._current is not None
 
     @property
     def current_request(self) -> int | None:
@@ -457,6 +591,48 @@ class EngineController(QObject):
         messages = tuple(dict(m) for m in messages)
         self._generate.emit(Request(self._rid, conversation_id, messages, settings, self._cancel))
         return self._rid
+
+    def summarize(
+        self,
+        conversation_id: int,
+        document: Any,
+        settings: ChatSettingsLike,
+        instruction: str | None = None,
+    ) -> int:
+        """Summarize `document` (from extract_document) as the next answer; like send(), it
+        streams chunk/finished/failed, with summaryProgress between the model calls."""
+        self._check_open()
+        self._cancel.set()
+        self._cancel = threading.Event()
+        self._rid += 1
+        self._current = self._rid
+        request = SummaryRequest(
+            self._rid, conversation_id, document, settings, self._cancel, instruction
+        )
+        self._summarize.emit(request)
+        return self._rid
+
+    # Documents: extraction is pure Python (no MLX), for a helper thread, never the GUI thread.
+    document_extensions: tuple[str, ...] = SUPPORTED_EXTENSIONS
+
+    @staticmethod
+    def extract_document(path: str) -> Any:
+        """engine.documents.extract(path); raises DocumentError naming the file and the problem."""
+        return extract(path)
+
+    def document_tokenizer(self) -> Any:
+        """The loaded model's Tekken tokenizer, else Nemo's bundled one; tiktoken, any thread."""
+        return self._worker.tokenizer or load_tokenizer(None)
+
+    def convert_model(
+        self, root: str, repo_id: str, bits: int, group_size: int, token: str | None,
+        cancel: threading.Event,
+    ) -> None:  # fmt: skip
+        """Quantize a downloaded original on the engine thread (app.downloader calls this);
+        answers convertProgress…, then converted(path) or convertFailed(message, cancelled)."""
+        self._check_open()
+        self._convert_cancel = cancel
+        self._convert.emit(ConvertRequest(root, repo_id, bits, group_size, token, cancel))
 
     def stop(self) -> None:
         """Stop the current answer now: the engine checks this between tokens and prefill chunks."""
@@ -495,6 +671,7 @@ class EngineController(QObject):
         self._closed = True
         self._current = None
         self._cancel.set()
+        self._convert_cancel.set()
         self._close.emit()
         done = self._thread.wait(timeout_ms)
         if not done:
@@ -560,12 +737,25 @@ class EngineController(QObject):
         if rid == self._current:
             self._current = None  # before emitting: a handler may send the next request
             self.finished.emit(rid, stats)
+            self._emit_idle()
+
+    @Slot(int, int, int, float, str)
+    def _on_summary_progress(
+        self, rid: int, part: int, count: int, eta_s: float, label: str
+    ) -> None:
+        if rid == self._current:
+            self.summaryProgress.emit(rid, part, count, eta_s, label)
 
     @Slot(int, str)
     def _on_failed(self, rid: int, message: str) -> None:
         if rid == self._current:
             self._current = None
             self.failed.emit(rid, message)
+            self._emit_idle()
+
+    def _emit_idle(self) -> None:
+        if self._current is None:  # unless a finished/failed handler already sent another
+            self.becameIdle.emit()
 
 
 _orphans: list[QThread] = []  # engine threads that outlived shutdown's wait

@@ -93,7 +93,9 @@ def read_tekken(path: Path) -> TekkenTokenizer:
     with _BUILT_LOCK:
         if key not in _BUILT:
             _BUILT[key] = _build_tekken(Path(path), raw)
-        return _BUILT[key]
+        built = _BUILT[key]
+    # Same content, its own path: the tokenizer says which file it came from.
+    return TekkenTokenizer(built._encoding, built.special_tokens, path=Path(path))
 
 
 def _build_tekken(path: Path, raw: bytes) -> TekkenTokenizer:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
+from app.views.attachment_chips import AttachmentChips
 from app.views.chat_view import ChatView
 from app.views.composer import Composer
 
@@ -16,11 +17,14 @@ class ChatPage(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
         self.chat_view = ChatView()
         self.composer = Composer()
+        self.chips = AttachmentChips()  # attached documents, above the composer
         # The composer lines up with the message column above it.
         self.chat_view.columnWidthChanged.connect(self.composer.setFixedWidth)
+        self.chat_view.columnWidthChanged.connect(self.chips.setFixedWidth)
         holder = QWidget()
         holder_layout = QVBoxLayout(holder)
         holder_layout.setContentsMargins(24, 4, 24, 14)
+        holder_layout.addWidget(self.chips)
         holder_layout.addWidget(self.composer)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

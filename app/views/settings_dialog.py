@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.settings import KV_BITS_CHOICES, NUM_CTX_STEPS, ChatSettings
+from app.views.quick_prompt_settings import QuickPromptSettings
 
 KV_LABELS = {None: "Off (16-bit)", 8: "8-bit", 4: "4-bit"}
 GIB = 1 << 30
@@ -145,6 +146,8 @@ class SettingsDialog(QDialog):
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        self.quick_prompt = QuickPromptSettings(settings)
+        layout.addWidget(self.quick_prompt)
         layout.addSpacing(6)
         layout.addWidget(buttons)
 
@@ -167,6 +170,7 @@ class SettingsDialog(QDialog):
             top_p=round(self.top_p.value(), 2),
             max_tokens=self.max_tokens.value(),
             model_dir=self.model_edit.text().strip() or None,
+            **self.quick_prompt.values(),
         ).validated()
 
     def _update_estimate(self) -> None:
@@ -198,6 +202,13 @@ class SettingsDialog(QDialog):
         self.ok_button.setToolTip("" if fits else "Choose a shorter context or a smaller cache.")
         self.estimate_label.style().unpolish(self.estimate_label)
         self.estimate_label.style().polish(self.estimate_label)
+
+    def add_models_page(self, page: QWidget) -> None:
+        """app.views.models_page above the buttons; "Use This Model" picks it and applies."""
+        layout = self.layout()
+        layout.insertWidget(layout.indexOf(self.ok_button.parentWidget()) - 1, page)
+        page.useRequested.connect(lambda path: (self.model_edit.setText(path), self.accept()))
+        self.models_page = page
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(

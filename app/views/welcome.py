@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 REQUIREMENTS = (
     "A Mac with Apple Silicon (M1 or newer)",
@@ -24,7 +24,7 @@ class WelcomeView(QWidget):
         subtitle = QLabel("Chat with Mistral Nemo 12B, privately, on your Mac.")
         subtitle.setObjectName("welcomeSubtitle")
         needs = QLabel(
-            "<p>To start, open a folder with the model "
+            "<p>To start, download the model or open a folder with it "
             "(Mistral-Nemo-Instruct-2407, MLX 4-bit or original weights). You will need:</p>"
             "<ul>" + "".join(f"<li>{r}</li>" for r in REQUIREMENTS) + "</ul>"
             "<p>Nothing leaves this computer. Your past chats stay readable in the sidebar.</p>"
@@ -44,6 +44,7 @@ class WelcomeView(QWidget):
         later = QLabel("Downloading the model from inside the app is coming in a later version.")
         later.setObjectName("welcomeFootnote")
         later.setWordWrap(True)
+        self._footnote, self.download_panel = later, None
 
         column = QWidget()
         column.setFixedWidth(460)  # wrapped rich text needs a definite width to size itself
@@ -55,6 +56,8 @@ class WelcomeView(QWidget):
         inner.addSpacing(12)
         inner.addWidget(needs)
         inner.addSpacing(8)
+        self._panel_slot = QVBoxLayout()  # the download panel goes here (set_download_panel)
+        inner.addLayout(self._panel_slot)
         inner.addWidget(self.open_button, 0, Qt.AlignmentFlag.AlignCenter)
         inner.addWidget(self.status)
         inner.addSpacing(8)
@@ -63,7 +66,11 @@ class WelcomeView(QWidget):
 
         outer = QVBoxLayout(self)
         outer.addStretch(1)
-        outer.addWidget(column, 0, Qt.AlignmentFlag.AlignHCenter)
+        row = QHBoxLayout()  # centred by stretches: an alignment flag would size the column
+        row.addStretch(1)  # for the full width, clipping its wrapped text
+        row.addWidget(column)
+        row.addStretch(1)
+        outer.addLayout(row)
         outer.addStretch(2)
 
     def set_status(self, text: str, error: bool = False) -> None:
@@ -76,3 +83,13 @@ class WelcomeView(QWidget):
 
     def set_loading(self, loading: bool) -> None:
         self.open_button.setEnabled(not loading)
+        if self.download_panel is not None:
+            self.download_panel.set_loading(loading)
+
+    def set_download_panel(self, panel: QWidget) -> None:
+        """app.views.download_panel: Download/Resume and "Use a folder I already have"."""
+        self.download_panel = panel
+        self._panel_slot.addWidget(panel)
+        panel.openModelRequested.connect(self.openModelRequested)
+        self.open_button.setVisible(False)  # the panel has its own, next to Download
+        self._footnote.setVisible(False)
