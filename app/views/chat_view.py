@@ -81,7 +81,7 @@ class ChatView(QScrollArea):
         self._widgets = []
         self.conversation_id = conversation_id
         for m in messages:
-            w = self._append(m.id, m.role, m.content, m.status, m.stats, m.error)
+            w = self._append(m.id, m.role, m.content, m.status, m.stats, m.error, m.attachments)
             if m.id == streaming_id:
                 self._streaming = w
         self._update_actions()
@@ -91,7 +91,7 @@ class ChatView(QScrollArea):
     def add_message(self, message) -> MessageWidget:
         w = self._append(
             message.id, message.role, message.content, message.status, message.stats,
-            message.error,
+            message.error, message.attachments,
         )  # fmt: skip
         if message.status == "streaming":
             self._streaming = w
@@ -118,8 +118,8 @@ class ChatView(QScrollArea):
     def message_widget(self, message_id: int) -> MessageWidget | None:
         return next((w for w in self._widgets if w.message_id == message_id), None)
 
-    def _append(self, mid, role, content, status, stats, error) -> MessageWidget:
-        w = MessageWidget(mid, role, content, status, stats, error)
+    def _append(self, mid, role, content, status, stats, error, attachments=()) -> MessageWidget:
+        w = MessageWidget(mid, role, content, status, stats, error, attachments)
         w.editSubmitted.connect(self.editSubmitted)
         w.regenerateRequested.connect(self.regenerateRequested)
         self._layout.insertWidget(self._layout.count() - 1, w)

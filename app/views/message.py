@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from PySide6.QtCore import QEvent, Qt, Signal
@@ -49,6 +50,19 @@ def format_stats(stats: dict[str, Any] | None, status: str) -> str:
     return " · ".join(parts)
 
 
+def attachment_line(attachments: Sequence[Any]) -> str:
+    """The documents sent with a message, e.g. "📎 report.pdf · 12 pages · 8,431 tokens"."""
+    parts = []
+    for a in attachments:
+        bits = [a.name]
+        if a.pages:
+            bits.append(f"{a.pages} page{'s' if a.pages != 1 else ''}")
+        if a.tokens:
+            bits.append(f"{a.tokens:,} tokens")
+        parts.append("📎 " + " · ".join(bits))
+    return "   ".join(parts)
+
+
 class MessageWidget(QWidget):
     """A user bubble (right-aligned, editable) or an answer (full width, regenerable)."""
 
@@ -63,6 +77,7 @@ class MessageWidget(QWidget):
         status: str = "complete",
         stats: dict[str, Any] | None = None,
         error: str | None = None,
+        attachments: Sequence[Any] = (),
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -128,6 +143,12 @@ class MessageWidget(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 6, 0, 2)
         outer.setSpacing(2)
+        if attachments:  # the documents sent with this message, stored with it
+            self.attachments_label = QLabel(attachment_line(attachments))
+            self.attachments_label.setObjectName("messageAttachments")
+            self.attachments_label.setWordWrap(True)
+            self.attachments_label.setAlignment(Qt.AlignmentFlag.AlignRight)
+            outer.addWidget(self.attachments_label)
         outer.addLayout(row)
         outer.addWidget(self.note)
         outer.addLayout(footer)

@@ -275,6 +275,8 @@ def test_sending_stores_the_document_with_the_message_and_prompts_with_its_text(
     expected = f'<document name="notes.txt">\n{NOTES}\n</document>\n\nWhen does construction start?'
     assert prompts[-1][-1] == {"role": "user", "content": expected}
     assert answer.status == "complete"
+    shown = w.chat_view.message_widget(user.id).attachments_label.text()
+    assert shown == f"📎 notes.txt · 1 page · {att.tokens:,} tokens"
     send(qtbot, w, "And who checks the insurance?")  # follow-up: the document is still sent
     assert prompts[-1][0]["content"] == expected and len(prompts[-1]) == 3
 
