@@ -1,1 +1,5 @@
-"""Nemo Chat's PySide6 app: the only package that imports Qt. Only app.worker imports engine."""
+"""Nemo Chat's PySide6 app.
+
+Only the engine-thread modules (worker, engine_controller, engine_requests), downloader (HTTP
+only) and selftest import engine; the views never do.
+"""

@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as e:  # a newer schema or an unreadable file: say so, touch nothing
         QMessageBox.critical(None, APP_NAME, str(e))
         return 1
+    from app.engine_controller import EngineController  # engine (MLX): after the window can show
     from app.window import MainWindow
-    from app.worker import EngineController  # imports engine (MLX): after the window can show
 
     settings = load_settings(QSettings())
     controller = EngineController()

@@ -1,15 +1,14 @@
-"""Conversation history in SQLite: conversations, messages, full-text search, export.
+"""Conversation history in SQLite: conversations, messages, answer checkpoints, recovery.
 
 Plain sqlite3, no Qt. The GUI thread owns the Store (DESIGN rule 5); sqlite3's default
 check_same_thread guards that. Timestamps are ISO-8601 UTC text in the file, aware datetimes here.
+The schema is in store_schema, search in store_search, Markdown export in store_export.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
-import re
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,74 +18,16 @@ from typing import Any
 
 from platformdirs import user_data_dir
 
+from app import store_export, store_search
+from app.store_schema import SCHEMA_VERSION, MigrationError, is_corruption, migrate
+from app.store_search import SearchHit
+
 APP_NAME = "Nemo Chat"
 FILE_NAME = "history.sqlite3"
 DEFAULT_TITLE = "New chat"
 ROLES = ("user", "assistant", "system")
 STATUSES = ("complete", "streaming", "stopped", "failed")
-# Search snippets mark matches with these control characters; the view escapes and replaces them.
-MARK_START, MARK_END = "\x02", "\x03"
 
-# Trigram FTS: substring matches (so prefixes too), case-insensitive, and CJK text without spaces
-# is searchable. Terms under 3 characters cannot use a trigram index; search() scans for those.
-# Only rows that are not 'streaming' are indexed, so update_answer() checkpoints stay cheap.
-MIGRATIONS: list[tuple[str, ...]] = [
-    (  # v1
-        """CREATE TABLE conversations (
-            id INTEGER PRIMARY KEY,
-            title TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL,
-            system_prompt TEXT,
-            model TEXT)""",
-        "CREATE INDEX conversations_by_updated ON conversations(updated_at DESC, id DESC)",
-        """CREATE TABLE messages (
-            id INTEGER PRIMARY KEY,
-            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
-            position INTEGER NOT NULL,
-            role TEXT NOT NULL CHECK (role IN ('user', 'assistant', 'system')),
-            content TEXT NOT NULL,
-            status TEXT NOT NULL CHECK (status IN ('complete', 'streaming', 'stopped', 'failed')),
-            error TEXT,
-            stats TEXT,
-            attachments TEXT,
-            created_at TEXT NOT NULL,
-            UNIQUE (conversation_id, position))""",
-        "CREATE INDEX messages_streaming ON messages(id) WHERE status = 'streaming'",
-        """CREATE VIRTUAL TABLE messages_fts USING fts5(
-            content, content='messages', content_rowid='id', tokenize='trigram')""",
-        """CREATE VIRTUAL TABLE conversations_fts USING fts5(
-            title, content='conversations', content_rowid='id', tokenize='trigram')""",
-        """CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages
-            WHEN new.status != 'streaming' BEGIN
-            INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
-        END""",
-        """CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages
-            WHEN old.status != 'streaming' BEGIN
-            INSERT INTO messages_fts(messages_fts, rowid, content)
-                VALUES ('delete', old.id, old.content);
-        END""",
-        """CREATE TRIGGER messages_fts_update AFTER UPDATE OF content, status ON messages BEGIN
-            INSERT INTO messages_fts(messages_fts, rowid, content)
-                SELECT 'delete', old.id, old.content WHERE old.status != 'streaming';
-            INSERT INTO messages_fts(rowid, content)
-                SELECT new.id, new.content WHERE new.status != 'streaming';
-        END""",
-        """CREATE TRIGGER conversations_fts_insert AFTER INSERT ON conversations BEGIN
-            INSERT INTO conversations_fts(rowid, title) VALUES (new.id, new.title);
-        END""",
-        """CREATE TRIGGER conversations_fts_delete AFTER DELETE ON conversations BEGIN
-            INSERT INTO conversations_fts(conversations_fts, rowid, title)
-                VALUES ('delete', old.id, old.title);
-        END""",
-        """CREATE TRIGGER conversations_fts_update AFTER UPDATE OF title ON conversations BEGIN
-            INSERT INTO conversations_fts(conversations_fts, rowid, title)
-                VALUES ('delete', old.id, old.title);
-            INSERT INTO conversations_fts(rowid, title) VALUES (new.id, new.title);
-        END""",
-    ),
-]
-SCHEMA_VERSION = len(MIGRATIONS)
 _CONVERSATION_COLUMNS = "id, title, created_at, updated_at, system_prompt, model"
 _MESSAGE_COLUMNS = (
     "id, conversation_id, position, role, content, status, error, stats, attachments, created_at"
@@ -147,19 +88,6 @@ class Message:
     created_at: datetime
 
 
-@dataclass(frozen=True)
-class SearchHit:
-    conversation_id: int
-    title: str
-    message_id: int | None  # None: the conversation title matched
-    snippet: str  # matches wrapped in MARK_START/MARK_END
-
-    def snippet_html(self) -> str:
-        """The snippet as escaped HTML with matches in <b>, for Qt rich text."""
-        escaped = html.escape(self.snippet)
-        return escaped.replace(MARK_START, "<b>").replace(MARK_END, "</b>")
-
-
 def default_path() -> Path:
     return Path(user_data_dir(APP_NAME, appauthor=False)) / FILE_NAME
 
@@ -176,47 +104,6 @@ def title_from_message(text: str, max_chars: int = 48) -> str:
     if " " in cut[max_chars // 2 :]:
         cut = cut[: cut.rindex(" ")]
     return cut.rstrip(" ,.;:") + "…"
-
-
-def parse_query(query: str) -> list[str]:
-    """User text → search terms: "quoted phrases" stay whole, the rest splits on whitespace."""
-    terms = []
-    for phrase, word in re.findall(r'"([^"]*)"|(\S+)', query):
-        term = (phrase if phrase else word.replace('"', "")).strip()
-        if term:
-            terms.append(term)
-    return terms
-
-
-def _fts_term(term: str) -> str:
-    # A quoted FTS5 string is literal: '*', AND, NEAR, '-', ':' lose their meaning.
-    return '"' + term.replace('"', '""') + '"'
-
-
-def _contains(haystack: str | None, needle: str) -> bool:
-    return haystack is not None and needle.casefold() in haystack.casefold()
-
-
-def _marked_snippet(text: str, terms: Sequence[str], width: int = 64) -> str:
-    """Snippet for terms too short for the trigram index (FTS5 snippet() needs a MATCH)."""
-    found = [m for t in terms if (m := re.search(re.escape(t), text, re.IGNORECASE))]
-    first = min((m.start() for m in found), default=0)
-    start = max(0, first - width // 4)
-    window = text[start : start + width]
-    for term in sorted({m.group(0).casefold() for m in found}, key=len, reverse=True):
-        pattern = re.compile(re.escape(term), re.IGNORECASE)
-        window = pattern.sub(lambda m: MARK_START + m.group(0) + MARK_END, window)
-    prefix = "…" if start > 0 else ""
-    suffix = "…" if start + width < len(text) else ""
-    return prefix + " ".join(window.split()) + suffix
-
-
-def _is_corruption(err: sqlite3.DatabaseError) -> bool:
-    code = getattr(err, "sqlite_errorcode", None)  # Python 3.11+
-    if code is not None:
-        return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
-    text = str(err)
-    return "not a database" in text or "malformed" in text
 
 
 def _to_json(value: Any) -> str | None:
@@ -261,32 +148,22 @@ class Store:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable up to the last sync
             db.execute("PRAGMA foreign_keys = ON")
-            db.create_function("nemo_contains", 2, _contains, deterministic=True)
+            store_search.register_functions(db)
             self._migrate(version)
             cur = db.execute("UPDATE messages SET status = 'stopped' WHERE status = 'streaming'")
             self.recovered_answers = cur.rowcount
         except sqlite3.DatabaseError as e:
-            if _is_corruption(e):
+            if is_corruption(e):
                 raise CorruptStoreError(
                     f"The chat history {self.path} is damaged or is not a database: {e}"
                 ) from e
             raise StoreError(f"Cannot open the chat history {self.path}: {e}") from e
 
     def _migrate(self, version: int) -> None:
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in MIGRATIONS[target - 1]:
-                    self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {target}")
-                self._db.execute("COMMIT")
-            except sqlite3.DatabaseError as e:
-                self._db.execute("ROLLBACK")
-                if _is_corruption(e):
-                    raise
-                raise StoreError(
-                    f"Cannot upgrade the chat history {self.path} to schema v{target}: {e}"
-                ) from e
+        try:
+            migrate(self._db, version)
+        except MigrationError as e:
+            raise StoreError(f"Cannot upgrade the chat history {self.path} to {e}") from e.__cause__
 
     @classmethod
     def open_or_recover(cls, path: Path | str | None = None) -> tuple[Store, str | None]:
@@ -509,72 +386,12 @@ class Store:
         case (accents count: "cafe" does not find "café"). Title hits come first, then messages
         by relevance.
         """
-        terms = parse_query(query)
-        if not terms:
-            return []
-        hits = self._search("conversations", terms, limit)
-        return hits + self._search("messages", terms, limit - len(hits))
-
-    def _search(self, table: str, terms: list[str], limit: int) -> list[SearchHit]:
-        long_terms = [t for t in terms if len(t) >= 3]
-        short_terms = [t for t in terms if len(t) < 3]
-        is_messages = table == "messages"
-        alias, column = ("m", "content") if is_messages else ("c", "title")
-        select = "m.conversation_id, c.title, m.id" if is_messages else "c.id, c.title, NULL"
-        params: list[Any] = []
-        where = []
-        if long_terms:
-            snippet = f"snippet({table}_fts, 0, ?, ?, '…', 64)"
-            params += [MARK_START, MARK_END]
-            source = f"{table}_fts JOIN {table} {alias} ON {alias}.id = {table}_fts.rowid"
-            where.append(f"{table}_fts MATCH ?")
-            params.append(" ".join(_fts_term(t) for t in long_terms))
-            order = "rank"
-        else:  # nothing a trigram index can answer: scan (history is small)
-            snippet, source, order = "NULL", f"{table} {alias}", f"{alias}.id DESC"
-        if is_messages:
-            source += " JOIN conversations c ON c.id = m.conversation_id"
-            where.append("m.status != 'streaming'")
-        for term in short_terms:
-            where.append(f"nemo_contains({alias}.{column}, ?)")
-            params.append(term)
-        sql = (
-            f"SELECT {select}, {snippet}, {alias}.{column} FROM {source}"
-            f" WHERE {' AND '.join(where) or '1'} ORDER BY {order} LIMIT ?"
-        )
-        hits = []
-        for cid, title, mid, snip, text in self._db.execute(sql, [*params, max(limit, 0)]):
-            if snip is None or short_terms:
-                snip = _marked_snippet(text, terms)
-            hits.append(SearchHit(cid, title, mid, snip))
-        return hits
+        return store_search.search(self._db, query, limit)
 
     def export_markdown(self, conversation_id: int) -> str:
         """The conversation as Markdown: title, system prompt, messages under role headings."""
         conv = self.get_conversation(conversation_id)
-        created = conv.created_at.strftime("%Y-%m-%d %H:%M UTC")
-        out = [f"# {conv.title}", "", f"*Exported from {APP_NAME} · started {created}*", ""]
-        if conv.model:
-            out += [f"*Model: {conv.model}*", ""]
-        if conv.system_prompt:
-            out += ["## System prompt", "", conv.system_prompt, ""]
-        for msg in self.messages(conversation_id):
-            out += [f"## {msg.role.capitalize()}", ""]
-            if msg.content:
-                out += [msg.content, ""]
-            if msg.attachments:
-                out.append("Attachments:")
-                for a in msg.attachments:
-                    details = [f"{a.pages} pages" if a.pages is not None else "",
-                               f"{a.tokens} tokens" if a.tokens is not None else ""]  # fmt: skip
-                    extra = ", ".join(d for d in details if d)
-                    out.append(f"- {a.name}" + (f" ({extra})" if extra else ""))
-                out.append("")
-            if msg.status in ("stopped", "streaming"):
-                out += ["> *Stopped: this answer is incomplete.*", ""]
-            elif msg.status == "failed":
-                out += [f"> *Failed: {msg.error or 'unknown error'}*", ""]
-        return "\n".join(out).rstrip("\n") + "\n"
+        return store_export.export_markdown(conv, self.messages(conversation_id), APP_NAME)
 
 
 class _Transaction:

@@ -1,10 +1,9 @@
-"""The engine on its own thread: EngineWorker owns all MLX work, EngineController is its GUI face.
+"""The engine on its own thread: EngineWorker owns all MLX work.
 
 MLX streams belong to the thread that made them, so loading, prefill, decoding and freeing all
-run on ONE QThread (DESIGN rule 1). Requests go in as queued signals; results come back as
-signals of plain data (rule 2). Stop is a threading.Event set straight from the GUI thread
-(rule 3), and every request has an id so that a stale request's signals are dropped (rule 4).
-This is the only app module that imports engine.
+run on ONE QThread (DESIGN rule 1). Requests arrive as queued signals from EngineController
+(app.engine_controller); results go back as signals of plain data (rule 2), built with the
+helpers in app.engine_requests.
 """
 
 from __future__ import annotations
@@ -13,16 +12,26 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 import engine
-from engine.config import ConfigError, ModelConfig
-from engine.documents import SUPPORTED_EXTENSIONS, extract
+from app.engine_requests import (
+    ConvertRequest,
+    Request,
+    SummaryRequest,
+    cancelled_stats,
+    generation_error_message,
+    load_error_message,
+    model_info,
+    sampling_settings,
+    summary_max_tokens,
+    with_system_prompt,
+)
+from engine.config import ConfigError
 from engine.events import (
     ContextTrimmed,
     Event,
@@ -32,7 +41,6 @@ from engine.events import (
     TextChunk,
 )
 from engine.generate import SamplingSettings
-from engine.memory import NEMO_4BIT_WEIGHTS_BYTES, MemoryPlan, activation_dtype_bytes, plan
 from engine.session import ChatSession
 from engine.summarize import (
     CombineStarted,
@@ -43,145 +51,12 @@ from engine.summarize import (
     session_generate_fn,
     summarize,
 )
-from engine.synthetic import preset_config
 from engine.tokenizer import TokenizerError, load_tokenizer
 from engine.weights import WeightsError
 
 log = logging.getLogger(__name__)
 
 CHUNK_INTERVAL_S = 0.033  # ~30 GUI updates a second: smooth to read, cheap to lay out
-MAX_CONTEXT = 131_072  # Nemo's trained context; its config says 1,024,000
-SHUTDOWN_WAIT_MS = 30_000  # cancel is checked between prefill chunks: one chunk at most
-QUEUED = Qt.ConnectionType.QueuedConnection
-_DTYPE_LABELS = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the UI shows about the loaded model; plain data."""
-
-    path: str
-    name: str
-    num_parameters: int  # unquantized count (Nemo: 12,247,782,400)
-    weights_bytes: int  # in memory, as loaded
-    quantization: str  # "4-bit g64", "bf16", ...
-    max_context: int  # tokens the model was trained for (Nemo: 128K)
-    config: ModelConfig = field(compare=False, repr=False)  # for memory plans
-
-
-class ChatSettingsLike(Protocol):
-    """The fields of app.settings.ChatSettings that a request uses."""
-
-    num_ctx: int
-    kv_bits: int | None
-    system_prompt: str
-    temperature: float
-    top_p: float
-    max_tokens: int
-
-
-@dataclass(frozen=True)
-class Request:
-    """One answer to generate; built by the controller, read by the worker."""
-
-    rid: int
-    conversation_id: int
-    messages: tuple[Mapping[str, str], ...]  # copies: the GUI may edit its own list meanwhile
-    settings: ChatSettingsLike
-    cancel: threading.Event  # set from the GUI thread to stop this request
-
-
-@dataclass(frozen=True)
-class SummaryRequest:
-    """Summarize one document (engine.documents.Document: frozen plain data) into the chat."""
-
-    rid: int
-    conversation_id: int
-    document: Any
-    settings: ChatSettingsLike
-    cancel: threading.Event
-    instruction: str | None = None
-
-
-def summary_max_tokens(settings: ChatSettingsLike) -> int:
-    # The summary's length, capped at a quarter of num_ctx so that the parts keep room to split.
-    return min(settings.max_tokens, max(64, settings.num_ctx // 4))
-
-
-@dataclass(frozen=True)
-class ConvertRequest:
-    """Quantize downloaded original weights (engine.convert_flow.pull_and_convert) on this thread."""
-
-    root: str  # the models folder; the original is in root/owner--name, the copy next to it
-    repo_id: str
-    bits: int
-    group_size: int
-    token: str | None
-    cancel: threading.Event  # the download panel's Cancel
-
-
-def model_name(model_dir: Path) -> str:
-    """The folder name; for a Hugging Face cache snapshot, the repository name."""
-    if model_dir.parent.name == "snapshots" and model_dir.parent.parent.name.startswith("models--"):
-        return model_dir.parent.parent.name.split("--")[-1]
-    return model_dir.name
-
-
-def quantization_label(config: ModelConfig) -> str:
-    if config.quantization:
-        return f"{config.quantization['bits']}-bit g{config.quantization['group_size']}"
-    return _DTYPE_LABELS.get(config.torch_dtype, config.torch_dtype)
-
-
-def model_info(eng: engine.Engine) -> ModelInfo:
-    config = eng.config
-    return ModelInfo(
-        path=str(eng.model_dir),
-        name=model_name(Path(eng.model_dir)),
-        num_parameters=config.num_parameters,
-        weights_bytes=eng.weights_bytes,
-        quantization=quantization_label(config),
-        max_context=min(config.max_position_embeddings, MAX_CONTEXT),
-        config=config,
-    )
-
-
-def sampling_settings(settings: ChatSettingsLike) -> SamplingSettings:
-    return SamplingSettings(
-        temperature=settings.temperature,
-        top_p=settings.top_p,
-        max_tokens=settings.max_tokens,
-        repetition_penalty=getattr(settings, "repetition_penalty", None),
-        seed=getattr(settings, "seed", None),
-    )
-
-
-def with_system_prompt(messages: Sequence[Mapping[str, str]], system_prompt: str) -> list[dict]:
-    """The chat as the engine sees it: the settings' system prompt first, unless one is there."""
-    chat = [dict(m) for m in messages]
-    if system_prompt.strip() and not (chat and chat[0].get("role") == "system"):
-        chat.insert(0, {"role": "system", "content": system_prompt})
-    return chat
-
-
-def load_error_message(path: str, error: Exception) -> str:
-    # The engine's own errors already name the file and the problem.
-    if isinstance(error, (ConfigError, WeightsError, TokenizerError)):
-        return str(error)
-    return f"{path}: cannot load the model ({type(error).__name__}: {error})"
-
-
-def generation_error_message(error: Exception) -> str:
-    # The engine's ValueErrors (a malformed chat, a num_ctx that does not fit in memory) and
-    # ContextOverflow (token counts) are written for the user; anything else is a bug report.
-    if isinstance(error, ValueError) or hasattr(error, "prompt_tokens"):
-        return str(error)
-    return f"Generation failed: {type(error).__name__}: {error}"
-
-
-def cancelled_stats() -> GenerationStats:
-    """Stats of a request stopped before it began."""
-    return GenerationStats(0, 0, 0, 0, 0.0, 0.0, 0.0, 0, "cancelled")
 
 
 class ChunkBatcher:
@@ -460,302 +335,3 @@ class EngineWorker(QObject):
         import mlx.core as mx
 
         mx.clear_cache()
-
-
-class EngineController(QObject):
-    """The GUI thread's handle on the engine: starts the thread, tags requests, drops stale ones."""
-
-    stateChanged = Signal(str)  # "none" | "loading" | "ready" | "generating" | "error"
-    loadProgress = Signal(int, int)
-    modelLoaded = Signal(object)  # ModelInfo
-    modelFailed = Signal(str)
-    started = Signal(int)
-    prefillProgress = Signal(int, int, int)  # rid, done, total
-    contextTrimmed = Signal(int, int, int, int)  # rid, dropped messages, prompt tokens, num_ctx
-    chunk = Signal(int, str)  # at most ~30 a second
-    finished = Signal(int, object)  # rid, GenerationStats
-    failed = Signal(int, str)
-    contextUsage = Signal(int, int)  # used tokens, num_ctx
-    summaryProgress = Signal(int, int, int, float, str)  # rid, part, count, eta_s, label
-    becameIdle = Signal()  # the current request ended (after its finished/failed): see `busy`
-
-    convertProgress = Signal(object)  # engine.convert_flow.PullProgress
-    converted = Signal(str)
-    convertFailed = Signal(str, bool)  # message, cancelled
-
-    _load = Signal(str)
-    _convert = Signal(object)
-    _generate = Signal(object)
-    _summarize = Signal(object)
-    _numCtx = Signal(int)
-    _kvBits = Signal(object)
-    _unload = Signal()
-    _close = Signal()
-
-    def __init__(self, parent: QObject | None = None, chunk_interval: float = CHUNK_INTERVAL_S):
-        super().__init__(parent)
-        self._state = "none"
-        self._model_info: ModelInfo | None = None
-        self._rid = 0
-        self._current: int | None = None
-        self._cancel = threading.Event()  # the current request's stop flag
-        self._closed = False
-        self._convert_cancel = threading.Event()  # the running conversion's, if any
-
-        self._thread = QThread()
-        self._thread.setObjectName("engine")
-        self._worker = EngineWorker(chunk_interval)
-        self._worker.moveToThread(self._thread)
-        for signal, slot in (
-            (self._load, self._worker.load),
-            (self._convert, self._worker.convert),
-            (self._generate, self._worker.generate),
-            (self._summarize, self._worker.summarize),
-            (self._numCtx, self._worker.set_num_ctx),
-            (self._kvBits, self._worker.set_kv_bits),
-            (self._unload, self._worker.unload),
-            (self._close, self._worker.close),
-        ):
-            signal.connect(slot, QUEUED)
-        w = self._worker
-        for signal, slot in (
-            (w.stateChanged, self._on_state),
-            (w.loadProgress, self.loadProgress),
-            (w.modelLoaded, self._on_loaded),
-            (w.modelFailed, self.modelFailed),
-            (w.started, self._on_started),
-            (w.prefillProgress, self._on_prefill),
-            (w.contextTrimmed, self._on_trimmed),
-            (w.chunk, self._on_chunk),
-            (w.contextUsage, self._on_usage),
-            (w.finished, self._on_finished),
-            (w.failed, self._on_failed),
-            (w.convertProgress, self.convertProgress),
-            (w.converted, self.converted),
-            (w.convertFailed, self.convertFailed),
-            (w.summaryProgress, self._on_summary_progress),
-        ):
-            signal.connect(slot, QUEUED)
-        self.prepared = False  # True once the tokenizer is built (see EngineWorker.prepare)
-        w.prepared.connect(self._on_prepared, QUEUED)
-        self._thread.started.connect(self._worker.prepare)
-        self._thread.start()
-        app = QCoreApplication.instance()
-        if app is not None:
-            app.aboutToQuit.connect(self.shutdown)
-
-    # --- requests (GUI thread) ---
-
-    @property
-    def state(self) -> str:
-        return self._state
-
-    @property
-    def model_info(self) -> ModelInfo | None:
-        return self._model_info
-
-    @property
-    def busy(self) -> bool:
-        """An answer is under way; send() would cancel it. Callers that must not (the quick
-        prompt) wait for becameIdle instead."""
-        return self._current is not None
-
-    @property
-    def current_request(self) -> int | None:
-        """The id whose signals get through; None when no answer is under way."""
-        return self._current
-
-    def load_model(self, path: str) -> None:
-        """Load a model folder on the engine thread; answers modelLoaded or modelFailed."""
-        self._check_open()
-        self._cancel.set()  # a running answer stops (and reports as cancelled) first
-        self._load.emit(str(path))
-
-    def unload_model(self) -> None:
-        self._check_open()
-        self._cancel.set()
-        self._unload.emit()
-
-    def send(
-        self,
-        conversation_id: int,
-        messages: Sequence[Mapping[str, str]],
-        settings: ChatSettingsLike,
-    ) -> int:
-        """Ask for the next assistant message; returns the request id its signals carry."""
-        self._check_open()
-        self._cancel.set()  # a previous answer stops; its signals are stale from now on
-        self._cancel = threading.Event()
-        self._rid += 1
-        self._current = self._rid
-        messages = tuple(dict(m) for m in messages)
-        self._generate.emit(Request(self._rid, conversation_id, messages, settings, self._cancel))
-        return self._rid
-
-    def summarize(
-        self,
-        conversation_id: int,
-        document: Any,
-        settings: ChatSettingsLike,
-        instruction: str | None = None,
-    ) -> int:
-        """Summarize `document` (from extract_document) as the next answer; like send(), it
-        streams chunk/finished/failed, with summaryProgress between the model calls."""
-        self._check_open()
-        self._cancel.set()
-        self._cancel = threading.Event()
-        self._rid += 1
-        self._current = self._rid
-        request = SummaryRequest(
-            self._rid, conversation_id, document, settings, self._cancel, instruction
-        )
-        self._summarize.emit(request)
-        return self._rid
-
-    # Documents: extraction is pure Python (no MLX), for a helper thread, never the GUI thread.
-    document_extensions: tuple[str, ...] = SUPPORTED_EXTENSIONS
-
-    @staticmethod
-    def extract_document(path: str) -> Any:
-        """engine.documents.extract(path); raises DocumentError naming the file and the problem."""
-        return extract(path)
-
-    def document_tokenizer(self) -> Any:
-        """The loaded model's Tekken tokenizer, else Nemo's bundled one; tiktoken, any thread."""
-        return self._worker.tokenizer or load_tokenizer(None)
-
-    def convert_model(
-        self, root: str, repo_id: str, bits: int, group_size: int, token: str | None,
-        cancel: threading.Event,
-    ) -> None:  # fmt: skip
-        """Quantize a downloaded original on the engine thread (app.downloader calls this);
-        answers convertProgress…, then converted(path) or convertFailed(message, cancelled)."""
-        self._check_open()
-        self._convert_cancel = cancel
-        self._convert.emit(ConvertRequest(root, repo_id, bits, group_size, token, cancel))
-
-    def stop(self) -> None:
-        """Stop the current answer now: the engine checks this between tokens and prefill chunks."""
-        self._cancel.set()
-
-    def set_num_ctx(self, num_ctx: int) -> None:
-        self._check_open()
-        self._numCtx.emit(int(num_ctx))
-
-    def set_kv_bits(self, kv_bits: int | None) -> None:
-        self._check_open()
-        self._kvBits.emit(kv_bits)
-
-    def count_tokens(self, text: str) -> int:
-        """Tekken tokens in `text` (no BOS); runs here, on the GUI thread: pure tiktoken."""
-        return len(self._tokenizer().encode(text))
-
-    def count_chat_tokens(self, messages: Sequence[Mapping[str, str]]) -> int:
-        """Tokens of the whole chat prompt as the engine would encode it (BOS included)."""
-        return len(self._tokenizer().encode_chat(list(messages)))
-
-    def plan_memory(self, num_ctx: int, kv_bits: int | None) -> MemoryPlan:
-        """engine.memory.plan for the loaded model, or for Nemo 12B 4-bit when none is loaded:
-        pure arithmetic, safe on the GUI thread; the same numbers ChatSession checks."""
-        info = self._model_info
-        if info is None:
-            config, weights = preset_config("nemo-12b"), NEMO_4BIT_WEIGHTS_BYTES
-        else:
-            config, weights = info.config, info.weights_bytes
-        return plan(config, weights, num_ctx, kv_bits, dtype_bytes=activation_dtype_bytes())
-
-    def shutdown(self, timeout_ms: int = SHUTDOWN_WAIT_MS) -> bool:
-        """Stop, free the model on its thread, end the thread; True when it ended in time."""
-        if self._closed:
-            return not self._thread.isRunning()
-        self._closed = True
-        self._current = None
-        self._cancel.set()
-        self._convert_cancel.set()
-        self._close.emit()
-        done = self._thread.wait(timeout_ms)
-        if not done:
-            log.error("the engine thread did not stop within %d ms", timeout_ms)
-            _orphans.append(self._thread)  # never destroy a running QThread: that aborts
-        return done
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("the engine has been shut down")
-
-    def _tokenizer(self) -> Any:
-        tokenizer = self._worker.tokenizer
-        if tokenizer is None:
-            raise RuntimeError("no model is loaded")
-        return tokenizer
-
-    # --- results from the worker (delivered on the GUI thread) ---
-
-    @Slot(str)
-    def _on_state(self, state: str) -> None:
-        if state in ("loading", "none", "error"):
-            self._model_info = None
-        self._state = state
-        self.stateChanged.emit(state)
-
-    @Slot()
-    def _on_prepared(self) -> None:
-        self.prepared = True
-
-    @Slot(object)
-    def _on_loaded(self, info: ModelInfo) -> None:
-        self._model_info = info
-        self.modelLoaded.emit(info)
-
-    @Slot(int)
-    def _on_started(self, rid: int) -> None:
-        if rid == self._current:
-            self.started.emit(rid)
-
-    @Slot(int, int, int)
-    def _on_prefill(self, rid: int, done: int, total: int) -> None:
-        if rid == self._current:
-            self.prefillProgress.emit(rid, done, total)
-
-    @Slot(int, int, int, int)
-    def _on_trimmed(self, rid: int, dropped: int, prompt_tokens: int, num_ctx: int) -> None:
-        if rid == self._current:
-            self.contextTrimmed.emit(rid, dropped, prompt_tokens, num_ctx)
-
-    @Slot(int, str)
-    def _on_chunk(self, rid: int, text: str) -> None:
-        if rid == self._current:
-            self.chunk.emit(rid, text)
-
-    @Slot(int, int, int)
-    def _on_usage(self, rid: int, used: int, num_ctx: int) -> None:
-        if rid == self._current:
-            self.contextUsage.emit(used, num_ctx)
-
-    @Slot(int, object)
-    def _on_finished(self, rid: int, stats: GenerationStats) -> None:
-        if rid == self._current:
-            self._current = None  # before emitting: a handler may send the next request
-            self.finished.emit(rid, stats)
-            self._emit_idle()
-
-    @Slot(int, int, int, float, str)
-    def _on_summary_progress(
-        self, rid: int, part: int, count: int, eta_s: float, label: str
-    ) -> None:
-        if rid == self._current:
-            self.summaryProgress.emit(rid, part, count, eta_s, label)
-
-    @Slot(int, str)
-    def _on_failed(self, rid: int, message: str) -> None:
-        if rid == self._current:
-            self._current = None
-            self.failed.emit(rid, message)
-            self._emit_idle()
-
-    def _emit_idle(self) -> None:
-        if self._current is None:  # unless a finished/failed handler already sent another
-            self.becameIdle.emit()
-
-
-_orphans: list[QThread] = []  # engine threads that outlived shutdown's wait

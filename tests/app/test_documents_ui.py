@@ -17,12 +17,12 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
 from app.attachments import document_block, prompt_content
+from app.engine_controller import EngineController
 from app.main import apply_style
 from app.settings import ChatSettings
 from app.store import Attachment, Store
 from app.summarize_flow import eta_text, progress_text
 from app.window import MainWindow
-from app.worker import EngineController
 
 WAIT_MS = 60_000  # generous: 2 shared cores
 SCREENS = Path("/tmp/screens")

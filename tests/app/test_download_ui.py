@@ -18,13 +18,13 @@ from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QMessageBox
 
 from app.downloader import Downloader, ModelLibrary
+from app.engine_controller import EngineController
 from app.main import apply_style
 from app.settings import ChatSettings, load_settings
 from app.store import Store
 from app.views.download_panel import DownloadPanel, format_duration, format_part
 from app.views.models_page import ModelsPage
 from app.window import MainWindow
-from app.worker import EngineController
 from tests.engine.hub_server import (
     FakeRepo,
     HubServer,

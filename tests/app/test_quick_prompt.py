@@ -14,6 +14,7 @@ from PySide6.QtCore import QEvent, QPoint, QRect, QSettings, QSize, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
+from app.engine_controller import EngineController
 from app.hotkey import (
     CMD_KEY,
     CONTROL_KEY,
@@ -30,7 +31,6 @@ from app.store import Store
 from app.tray import MenuBarApp
 from app.views.settings_dialog import SettingsDialog
 from app.window import MainWindow
-from app.worker import EngineController
 
 WAIT_MS = 60_000
 SCREENS = Path("/tmp/screens")

@@ -12,9 +12,6 @@ import pytest
 
 from app.store import (
     DEFAULT_TITLE,
-    MARK_END,
-    MARK_START,
-    SCHEMA_VERSION,
     Attachment,
     CorruptStoreError,
     NewerSchemaError,
@@ -22,9 +19,10 @@ from app.store import (
     Store,
     StoreError,
     default_path,
-    parse_query,
     title_from_message,
 )
+from app.store_schema import SCHEMA_VERSION
+from app.store_search import MARK_END, MARK_START, parse_query
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -14,6 +14,7 @@ import pytest
 from PySide6.QtCore import QSettings, Qt, QUrl
 from PySide6.QtGui import QGuiApplication, QTextDocument
 
+from app.engine_controller import EngineController
 from app.main import apply_style
 from app.markdown import first_strong_direction, render_markdown, render_plain
 from app.settings import NUM_CTX_STEPS, ChatSettings, load_settings, save_settings
@@ -22,7 +23,6 @@ from app.views.composer import Composer
 from app.views.message import SafeTextBrowser, format_stats
 from app.views.theme import dark_palette
 from app.window import MainWindow
-from app.worker import EngineController
 
 WAIT_MS = 60_000  # generous: 2 shared cores
 SCREENS = Path("/tmp/screens")

@@ -1,0 +1,36 @@
+"""A stored conversation as a Markdown document (File › Export)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # app.store imports this module; the types are only for annotations
+    from app.store import Conversation, Message
+
+
+def export_markdown(conv: Conversation, messages: Sequence[Message], app_name: str) -> str:
+    """The conversation as Markdown: title, system prompt, messages under role headings."""
+    created = conv.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    out = [f"# {conv.title}", "", f"*Exported from {app_name} · started {created}*", ""]
+    if conv.model:
+        out += [f"*Model: {conv.model}*", ""]
+    if conv.system_prompt:
+        out += ["## System prompt", "", conv.system_prompt, ""]
+    for msg in messages:
+        out += [f"## {msg.role.capitalize()}", ""]
+        if msg.content:
+            out += [msg.content, ""]
+        if msg.attachments:
+            out.append("Attachments:")
+            for a in msg.attachments:
+                details = [f"{a.pages} pages" if a.pages is not None else "",
+                           f"{a.tokens} tokens" if a.tokens is not None else ""]  # fmt: skip
+                extra = ", ".join(d for d in details if d)
+                out.append(f"- {a.name}" + (f" ({extra})" if extra else ""))
+            out.append("")
+        if msg.status in ("stopped", "streaming"):
+            out += ["> *Stopped: this answer is incomplete.*", ""]
+        elif msg.status == "failed":
+            out += [f"> *Failed: {msg.error or 'unknown error'}*", ""]
+    return "\n".join(out).rstrip("\n") + "\n"
