@@ -30,3 +30,57 @@ def fast_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         tie_word_embeddings=True,
     )
     return write_checkpoint(tmp_path_factory.mktemp("models") / "fast", config, seed=1)
+
+
+@pytest.fixture(scope="module")
+def app_style(qapp):
+    """The app's stylesheet, as main() applies it, so screenshots show the real look."""
+    from app.main import apply_style
+
+    apply_style(qapp)
+    yield
+    qapp.setStyleSheet("")
+
+
+@pytest.fixture(scope="module")
+def controller(qapp, request: pytest.FixtureRequest, fast_model_dir: Path):
+    """One loaded controller a module: loading a model per test would be slow."""
+    from pytestqt.qtbot import QtBot
+
+    from app.engine_controller import EngineController
+
+    c = EngineController()
+    with QtBot(request).waitSignal(c.modelLoaded, timeout=60_000):
+        c.load_model(str(fast_model_dir))
+    yield c
+    assert c.shutdown()
+
+
+@pytest.fixture
+def listen():
+    """connect(signal, slot), undone after the test (the controller outlives tests)."""
+    made = []
+
+    def connect(signal, slot):
+        signal.connect(slot)
+        made.append((signal, slot))
+
+    yield connect
+    for signal, slot in made:
+        signal.disconnect(slot)
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    from app.store import Store
+
+    s = Store(tmp_path / "history.sqlite3")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def qsettings(tmp_path: Path):
+    from PySide6.QtCore import QSettings
+
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)

@@ -17,14 +17,13 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
 from app.attachments import document_block, prompt_content
-from app.engine_controller import EngineController
-from app.main import apply_style
 from app.settings import ChatSettings
-from app.store import Attachment, Store
+from app.store import Attachment
 from app.summarize_flow import eta_text, progress_text
 from app.window import MainWindow
 
 WAIT_MS = 60_000  # generous: 2 shared cores
+pytestmark = pytest.mark.usefixtures("app_style")
 SCREENS = Path("/tmp/screens")
 FAST = ChatSettings(num_ctx=4096, max_tokens=24, temperature=1.0)
 SMALL_CTX = replace(FAST, num_ctx=1024)  # a few-thousand-token document needs map-reduce here
@@ -46,45 +45,6 @@ def long_text(paragraphs: int = 60) -> str:
             f"within {10 + i % 20} days; late payment adds a fee of {i % 3 + 1} percent per month."
         )
     return "\n\n".join(out)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def app_style(qapp):
-    apply_style(qapp)
-    yield
-    qapp.setStyleSheet("")
-
-
-@pytest.fixture(scope="module")
-def controller(qapp, request: pytest.FixtureRequest, fast_model_dir: Path):
-    from pytestqt.qtbot import QtBot
-
-    c = EngineController()
-    with QtBot(request).waitSignal(c.modelLoaded, timeout=WAIT_MS):
-        c.load_model(str(fast_model_dir))
-    yield c
-    assert c.shutdown()
-
-
-@pytest.fixture
-def listen():
-    """connect(signal, slot), undone after the test (the controller outlives tests)."""
-    made = []
-
-    def connect(signal, slot):
-        signal.connect(slot)
-        made.append((signal, slot))
-
-    yield connect
-    for signal, slot in made:
-        signal.disconnect(slot)
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    s = Store(tmp_path / "history.sqlite3")
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from PySide6.QtWidgets import QMessageBox
 
 from app.downloader import Downloader, ModelLibrary
 from app.engine_controller import EngineController
-from app.main import apply_style
 from app.settings import ChatSettings, load_settings
 from app.store import Store
 from app.views.download_panel import DownloadPanel, format_duration, format_part
@@ -33,16 +32,10 @@ from tests.engine.hub_server import (
 )
 
 WAIT_MS = 60_000  # 2 shared cores
+pytestmark = pytest.mark.usefixtures("app_style")
 REPO = "test-org/tiny-nemo-4bit"
 MICRO = "test-org/micro-nemo-bf16"
 SCREENS = Path("/tmp/screens")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def app_style(qapp):
-    apply_style(qapp)
-    yield
-    qapp.setStyleSheet("")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QEvent, QPoint, QRect, QSettings, QSize, Qt, QTimer
+from PySide6.QtCore import QEvent, QPoint, QRect, QSize, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
@@ -24,7 +24,6 @@ from app.hotkey import (
     GlobalHotkey,
     carbon_hotkey,
 )
-from app.main import apply_style
 from app.quick_prompt import QUICK_CONVERSATION_ID, QuickPromptPanel, panel_position
 from app.settings import ChatSettings, load_settings, save_settings
 from app.store import Store
@@ -33,53 +32,10 @@ from app.views.settings_dialog import SettingsDialog
 from app.window import MainWindow
 
 WAIT_MS = 60_000
+pytestmark = pytest.mark.usefixtures("app_style")
 SCREENS = Path("/tmp/screens")
 FAST = ChatSettings(num_ctx=4096, max_tokens=24, temperature=1.0, quick_max_tokens=24)
 MAIN_LONGER = replace(FAST, max_tokens=120)  # a main-window answer that runs ~1-2 s
-
-
-@pytest.fixture(scope="module", autouse=True)
-def app_style(qapp):
-    apply_style(qapp)
-    yield
-    qapp.setStyleSheet("")
-
-
-@pytest.fixture(scope="module")
-def controller(qapp, request: pytest.FixtureRequest, fast_model_dir: Path):
-    from pytestqt.qtbot import QtBot
-
-    c = EngineController()
-    with QtBot(request).waitSignal(c.modelLoaded, timeout=WAIT_MS):
-        c.load_model(str(fast_model_dir))
-    yield c
-    assert c.shutdown()
-
-
-@pytest.fixture
-def listen():
-    """connect(signal, slot), undone after the test (the controller outlives tests)."""
-    made = []
-
-    def connect(signal, slot):
-        signal.connect(slot)
-        made.append((signal, slot))
-
-    yield connect
-    for signal, slot in made:
-        signal.disconnect(slot)
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    s = Store(tmp_path / "history.sqlite3")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def qsettings(tmp_path: Path) -> QSettings:
-    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from app.views.theme import dark_palette
 from app.window import MainWindow
 
 WAIT_MS = 60_000  # generous: 2 shared cores
+pytestmark = pytest.mark.usefixtures("app_style")
 SCREENS = Path("/tmp/screens")
 FAST = ChatSettings(num_ctx=4096, max_tokens=24, temperature=1.0)
 LONG = replace(FAST, max_tokens=4000)  # long enough to be stopped mid-stream
@@ -43,52 +44,6 @@ by_age = sorted(people, key=lambda p: p["age"])
 
 See the [docs](https://docs.python.org/3/howto/sorting.html).
 """
-
-
-@pytest.fixture(scope="module", autouse=True)
-def app_style(qapp):
-    """The app's stylesheet, as main() applies it, so screenshots show the real look."""
-    apply_style(qapp)
-    yield
-    qapp.setStyleSheet("")
-
-
-@pytest.fixture(scope="module")
-def controller(qapp, request: pytest.FixtureRequest, fast_model_dir: Path):
-    """One loaded controller for the module: loading a model per test would be slow."""
-    from pytestqt.qtbot import QtBot
-
-    c = EngineController()
-    with QtBot(request).waitSignal(c.modelLoaded, timeout=WAIT_MS):
-        c.load_model(str(fast_model_dir))
-    yield c
-    assert c.shutdown()
-
-
-@pytest.fixture
-def listen():
-    """connect(signal, slot) that is undone after the test (the controller outlives tests)."""
-    made = []
-
-    def connect(signal, slot):
-        signal.connect(slot)
-        made.append((signal, slot))
-
-    yield connect
-    for signal, slot in made:
-        signal.disconnect(slot)
-
-
-@pytest.fixture
-def qsettings(tmp_path: Path) -> QSettings:
-    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    s = Store(tmp_path / "history.sqlite3")
-    yield s
-    s.close()
 
 
 def make_window(qtbot, store, controller, qsettings, settings: ChatSettings = FAST) -> MainWindow:
