@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import gc
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +33,11 @@ from app.engine_requests import (
 from engine.config import ConfigError
 from engine.events import (
     ContextTrimmed,
-    Event,
     Finished,
     GenerationStats,
     PrefillProgress,
     TextChunk,
 )
-from engine.generate import SamplingSettings
 from engine.session import ChatSession
 from engine.summarize import (
     CombineStarted,
@@ -232,14 +229,12 @@ class EngineWorker(QObject):
         self._configure(settings.num_ctx, settings.kv_bits)
         messages = with_system_prompt(request.messages, settings.system_prompt)
         stats = None
-        events = self._events(messages, sampling_settings(settings), request.cancel)
+        events = self._chat_session().chat(messages, sampling_settings(settings), request.cancel)
         try:
             for event in events:
-                if isinstance(event, TextChunk):
-                    self._emit_text(rid, batcher.add(event.text))
-                elif isinstance(event, PrefillProgress):
-                    self.prefillProgress.emit(rid, event.done, event.total)
-                elif isinstance(event, ContextTrimmed):
+                if self._relay(rid, event, batcher):
+                    continue
+                if isinstance(event, ContextTrimmed):
                     self.contextTrimmed.emit(
                         rid, event.dropped_messages, event.prompt_tokens, event.num_ctx
                     )
@@ -259,9 +254,7 @@ class EngineWorker(QObject):
         """engine.summarize on this thread's session: part progress out, the final call streamed."""
         rid, settings = request.rid, request.settings
         self._configure(settings.num_ctx, settings.kv_bits)
-        if self._session is None:
-            self._session = self._engine.session(num_ctx=self._num_ctx, kv_bits=self._kv_bits)
-        generate_fn = session_generate_fn(self._session, sampling_settings(settings))
+        generate_fn = session_generate_fn(self._chat_session(), sampling_settings(settings))
         events = summarize(
             request.document, generate_fn, self._engine.tokenizer, settings.num_ctx,
             instruction=request.instruction, max_tokens=summary_max_tokens(settings),
@@ -270,11 +263,9 @@ class EngineWorker(QObject):
         done, eta = None, -1.0  # eta: seconds left after the last finished part; -1 unknown
         try:
             for event in events:
-                if isinstance(event, TextChunk):
-                    self._emit_text(rid, batcher.add(event.text))
-                elif isinstance(event, PrefillProgress):
-                    self.prefillProgress.emit(rid, event.done, event.total)
-                elif isinstance(event, SummaryPlan):
+                if self._relay(rid, event, batcher):
+                    continue
+                if isinstance(event, SummaryPlan):
                     label = "single" if event.single_pass else "plan"
                     self.summaryProgress.emit(rid, 0, event.parts, -1.0, label)
                 elif isinstance(event, PartStarted):
@@ -294,13 +285,21 @@ class EngineWorker(QObject):
             return cancelled_stats()
         return done.stats.final
 
-    def _events(
-        self, messages: list[dict], sampling: SamplingSettings, cancel: threading.Event
-    ) -> Iterator[Event]:
+    def _chat_session(self) -> ChatSession:
         if self._session is None:
             # Made on first use: a num_ctx that does not fit fails a request, not a load.
             self._session = self._engine.session(num_ctx=self._num_ctx, kv_bits=self._kv_bits)
-        return self._session.chat(messages, sampling, cancel)
+        return self._session
+
+    def _relay(self, rid: int, event: object, batcher: ChunkBatcher) -> bool:
+        """Emit the events that chats and summaries share; False for any other event."""
+        if isinstance(event, TextChunk):
+            self._emit_text(rid, batcher.add(event.text))
+        elif isinstance(event, PrefillProgress):
+            self.prefillProgress.emit(rid, event.done, event.total)
+        else:
+            return False
+        return True
 
     def _emit_text(self, rid: int, text: str | None) -> None:
         if text:
