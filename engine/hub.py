@@ -11,7 +11,6 @@ a Range request. Files are checked against the Hub's sha256 (LFS) or git blob id
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import shutil
@@ -23,7 +22,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import filelock
 import httpx2
@@ -33,23 +31,14 @@ from huggingface_hub._local_folder import (
     read_download_metadata,
     write_download_metadata,
 )
-from huggingface_hub.errors import (
-    GatedRepoError,
-    HfHubHTTPError,
-    OfflineModeIsEnabled,
-    RemoteEntryNotFoundError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
 from huggingface_hub.utils import (
     build_hf_headers,
     filter_repo_objects,
     get_session,
-    get_token,
     hf_raise_for_status,
 )
 
-from .events import Cancelled
+from .hub_errors import DownloadCancelled, DownloadError, human_errors
 from .local_models import missing_files, model_dir_for
 from .units import gb
 
@@ -77,14 +66,6 @@ _CHUNK_BYTES = 256 * 1024  # cancel is checked between chunks: ~5 ms apart at 50
 _PROGRESS_INTERVAL_S = 0.1  # at most ~10 progress events a second; the first and last always go out
 _SPEED_WINDOW_S = 5.0  # speed is a moving average over this window
 _RETRY_WAITS_S = (0.25, 1.0, 2.0, 4.0, 8.0)  # a dropped connection resumes after these waits
-
-
-class DownloadError(Exception):
-    """A download failed; str(error) is a message for the user."""
-
-
-class DownloadCancelled(Cancelled):
-    """The cancel event was set; what was downloaded so far is kept and the next call resumes it."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +108,7 @@ def download(
     dest = Path(dest) if dest is not None else model_dir_for(repo_id)
     endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
     cancel = cancel or threading.Event()
-    with _human_errors(repo_id, revision, endpoint, dest):
+    with human_errors(repo_id, revision, endpoint, dest):
         dest.mkdir(parents=True, exist_ok=True)
         lock = filelock.FileLock(dest / ".cache" / "nemo-download.lock", timeout=0)
         (dest / ".cache").mkdir(exist_ok=True)
@@ -390,49 +371,6 @@ class _Progress:
         speed = max(0.0, (self.done - d0) / (now - t0)) if now > t0 else 0.0
         eta = (self.total - self.done) / speed if speed > 0 else None
         self.callback(DownloadProgress(self.done, self.total, speed, eta, current_file))
-
-
-@contextmanager
-def _human_errors(repo_id: str, revision: str | None, endpoint: str, dest: Path) -> Iterator[None]:
-    """Turn huggingface_hub, network and disk exceptions into a DownloadError for people."""
-    host = urlsplit(endpoint).hostname or endpoint
-    page = f"{endpoint}/{repo_id}"
-    try:
-        yield
-    except (DownloadError, DownloadCancelled):
-        raise
-    except OfflineModeIsEnabled as e:
-        raise DownloadError(
-            "Hugging Face offline mode is on (HF_HUB_OFFLINE): unset it to download"
-        ) from e
-    except httpx2.TransportError as e:
-        raise DownloadError(f"can't reach {host} — check your connection") from e
-    except HfHubHTTPError as e:
-        status = e.response.status_code if e.response is not None else None
-        if isinstance(e, GatedRepoError) or status in (401, 403):
-            refused = (
-                " (the saved token was refused: check that it can read this repo)"
-                if get_token()
-                else ""
-            )
-            raise DownloadError(
-                f"{repo_id} is gated or private: accept the licence on the model page ({page}) "
-                f"and sign in; set HF_TOKEN or run `hf auth login`{refused}"
-            ) from e
-        if isinstance(e, RevisionNotFoundError):
-            raise DownloadError(f"{repo_id} has no revision {revision!r}") from e
-        if isinstance(e, RemoteEntryNotFoundError):
-            raise DownloadError(f"a file of {repo_id} is missing on {host}; try again later") from e
-        if isinstance(e, RepositoryNotFoundError) or status == 404:
-            raise DownloadError(f"no such model repo: {repo_id} (check the name on {host})") from e
-        raise DownloadError(f"{host} answered HTTP {status} for {repo_id}; try again later") from e
-    except OSError as e:
-        if e.errno == errno.ENOSPC:
-            raise DownloadError(
-                f"the disk is full at {dest}: free some space and download again "
-                "(it resumes where it stopped)"
-            ) from e
-        raise DownloadError(f"can't write the model to {dest}: {e.strerror or e}") from e
 
 
 def _ensure_tokenizer(model_dir: Path) -> None:
