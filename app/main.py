@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app.file_open import FileOpenFilter, paths_from_argv
 from app.settings import load_settings
-from app.store import Store, StoreError
+from app.store.store import Store, StoreError
 
 APP_NAME = "Nemo Chat"
 ORG_NAME = "Nemo Chat"
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.self_test is not None:
-        from app.selftest import main as self_test
+        from app.bridge.selftest import main as self_test
 
         return self_test(argv)
     app = make_application([sys.argv[0], *argv])
@@ -82,14 +82,18 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as e:  # a newer schema or an unreadable file: say so, touch nothing
         QMessageBox.critical(None, APP_NAME, str(e))
         return 1
-    from app.engine_controller import EngineController  # engine (MLX): after the window can show
+    from app.bridge.engine_controller import (
+        EngineController,  # engine (MLX): after the window can show
+    )
     from app.window import MainWindow
 
     settings = load_settings(QSettings())
     controller = EngineController()
     controller.set_num_ctx(settings.num_ctx)
     controller.set_kv_bits(settings.kv_bits)
-    from app.downloader import Downloader  # engine.hub on its own thread: HTTP, no MLX
+    from app.bridge.downloader import (
+        Downloader,  # engine.hub.download on its own thread: HTTP, no MLX
+    )
 
     window = MainWindow(store, controller, settings, downloader=Downloader(controller))
     from app.tray import install_menu_bar

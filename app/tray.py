@@ -26,8 +26,8 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QApplication, QMenu, QSystemTrayIcon
 
+from app.chat.quick_prompt import QuickPromptPanel
 from app.hotkey import IN_APP_SHORTCUT, GlobalHotkey
-from app.quick_prompt import QuickPromptPanel
 from app.settings import ChatSettings
 
 

@@ -25,11 +25,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.attachments import DocumentAttacher, prompt_budget, prompt_content
+from app.chat.answer_recorder import AnswerRecorder
+from app.chat.attachments import DocumentAttacher, prompt_budget, prompt_content
+from app.chat.summarize_flow import SummarizeFlow
 from app.settings import ChatSettings, save_settings
-from app.store import Store, StoreError
-from app.summarize_flow import SummarizeFlow
-from app.views.answer_recorder import AnswerRecorder
+from app.store.store import Store, StoreError
 from app.views.chat_page import ChatPage
 from app.views.download_panel import DownloadPanel
 from app.views.menus import install_menus
@@ -100,7 +100,9 @@ class MainWindow(QMainWindow):
         self._connect()
         self.documents = DocumentAttacher(self)  # drops, Attach…, chips (app/attachments.py)
         self.summaries = SummarizeFlow(self)  # the chips' Summarize (app/summarize_flow.py)
-        self.downloader = downloader  # app.downloader.Downloader: the first-run download panel
+        self.downloader = (
+            downloader  # app.bridge.downloader.Downloader: the first-run download panel
+        )
         if downloader is not None:
             self.download_panel = DownloadPanel(downloader)
             self.download_panel.modelReady.connect(self.load_model)

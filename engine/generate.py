@@ -16,8 +16,8 @@ import mlx.core as mx
 from mlx_lm.generate import generate_step, generation_stream, wired_limit
 from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
-from .events import Event, Finished, GenerationStats, PrefillProgress, TextChunk
-from .tokenizer import TekkenTokenizer
+from engine.events import Event, Finished, GenerationStats, PrefillProgress, TextChunk
+from engine.tokenizer import TekkenTokenizer
 
 PREFILL_STEP = 2048  # mlx-lm's prefill_step_size
 # Quantized-KV attention materializes chunk x cache scores even on Metal: smaller chunks.

@@ -14,9 +14,9 @@ from typing import Any
 import mlx.core as mx
 from mlx_lm.models.cache import KVCache, QuantizedKVCache
 
-from .config import ModelConfig
-from .generate import prefill_step_for
-from .units import gb
+from engine.config import ModelConfig
+from engine.generate import prefill_step_for
+from engine.units import gb
 
 # mlx-lm's caches grow in whole steps of 256 tokens, so a cache holds round_up(tokens, 256).
 KV_STEP = KVCache.step

@@ -13,7 +13,7 @@ import mlx.nn as nn
 from mlx_lm.models.base import create_attention_mask, scaled_dot_product_attention
 from mlx_lm.models.cache import KVCache, RotatingKVCache
 
-from .config import ModelConfig
+from engine.config import ModelConfig
 
 
 class Attention(nn.Module):

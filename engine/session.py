@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 from mlx_lm.models.cache import QuantizedKVCache, can_trim_prompt_cache, trim_prompt_cache
 from mlx_lm.utils import common_prefix_len
 
-from .events import ContextTrimmed, Event
-from .generate import SamplingSettings, prefill_step_for, stream_tokens
+from engine.events import ContextTrimmed, Event
+from engine.generate import SamplingSettings, prefill_step_for, stream_tokens
 
 if TYPE_CHECKING:
-    from . import Engine
+    from engine import Engine
 
 KV_GROUP_SIZE = 64
 
@@ -86,7 +86,7 @@ class ChatSession:
         return list(self._tokens)
 
     def _checked(self, num_ctx: int, kv_bits: int | None) -> tuple[int, int | None]:
-        from .memory import activation_dtype_bytes, check
+        from engine.memory import activation_dtype_bytes, check
 
         if kv_bits not in (None, 4, 8):
             raise ValueError(f"kv_bits must be None, 8 or 4, got {kv_bits}")
@@ -169,6 +169,21 @@ class ChatSession:
         """Answer the chat, reusing the cached prefix; raises ContextOverflow before any work."""
         ids, dropped = self.fit(messages, settings.max_tokens)
         return self._run(ids, dropped, settings, cancel)
+
+    def generate_ids(
+        self,
+        ids: list[int],
+        settings: SamplingSettings = SamplingSettings(),
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Event]:
+        """Raw completion of exactly `ids` (no chat template), reusing the cached prefix.
+
+        Raises ContextOverflow before any work when the prompt and the answer cannot fit."""
+        if not ids:
+            raise ValueError("empty prompt: at least one token is needed")
+        if len(ids) + settings.max_tokens > self.num_ctx:
+            raise ContextOverflow(len(ids), self.num_ctx, settings.max_tokens)
+        return self._run(list(ids), 0, settings, cancel)
 
     def _run(
         self,

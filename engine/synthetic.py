@@ -14,8 +14,8 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from .config import ModelConfig
-from .model import Model
+from engine.config import ModelConfig
+from engine.model import Model
 
 NEMO = dict(
     model_type="mistral",
@@ -113,7 +113,7 @@ def write_checkpoint(
     raw["torch_dtype"] = {mx.bfloat16: "bfloat16", mx.float16: "float16"}.get(dtype, "float32")
     (dst / "config.json").write_text(json.dumps(raw, indent=2))
     if with_tokenizer:
-        from .tokenizer import bundled_tekken_path
+        from engine.tokenizer import bundled_tekken_path
 
         shutil.copyfile(bundled_tekken_path(), dst / "tekken.json")
     return dst

@@ -18,9 +18,9 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from .config import ConfigError, ModelConfig, load_config
-from .events import Cancelled
-from .model import Model
+from engine.config import ConfigError, ModelConfig, load_config
+from engine.events import Cancelled
+from engine.model import Model
 
 INDEX = "model.safetensors.index.json"
 TOKENIZER_FILES = (
@@ -262,6 +262,6 @@ def copy_tokenizer_files(src: Path, dst: Path) -> None:
         if (src / name).is_file():
             shutil.copyfile(src / name, dst / name)
     if not (dst / "tekken.json").is_file():
-        from .tokenizer import bundled_tekken_path
+        from engine.tokenizer import bundled_tekken_path
 
         shutil.copyfile(bundled_tekken_path(), dst / "tekken.json")

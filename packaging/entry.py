@@ -8,7 +8,7 @@ import sys
 def main() -> int:
     if any(a == "--self-test" or a.startswith("--self-test=") for a in sys.argv[1:]):
         # Handled here too, so a bundle can be checked before app/main.py wires the flag.
-        from app.selftest import main as self_test
+        from app.bridge.selftest import main as self_test
 
         return self_test(sys.argv[1:])
     from app.main import main as app_main

@@ -1,6 +1,6 @@
 """The welcome view's download panel: get Mistral Nemo 12B with progress, cancel and resume.
 
-It drives an app.downloader.Downloader (handed in; this view imports no engine code) and says
+It drives an app.bridge.downloader.Downloader (handed in; this view imports no engine code) and says
 what went wrong in a sentence: offline, gated (with a token field), not found, disk full.
 """
 

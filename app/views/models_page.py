@@ -1,6 +1,6 @@
 """Models on disk, for the settings dialog: path, size, quantization; use, reveal, delete.
 
-It reads an app.downloader.ModelLibrary handed in (models() -> LocalModel-like rows, delete(path));
+It reads an app.bridge.downloader.ModelLibrary handed in (models() -> LocalModel-like rows, delete(path));
 no engine import here.
 """
 

@@ -47,7 +47,7 @@ def controller(qapp, request: pytest.FixtureRequest, fast_model_dir: Path):
     """One loaded controller a module: loading a model per test would be slow."""
     from pytestqt.qtbot import QtBot
 
-    from app.engine_controller import EngineController
+    from app.bridge.engine_controller import EngineController
 
     c = EngineController()
     with QtBot(request).waitSignal(c.modelLoaded, timeout=60_000):
@@ -72,7 +72,7 @@ def listen():
 
 @pytest.fixture
 def store(tmp_path: Path):
-    from app.store import Store
+    from app.store.store import Store
 
     s = Store(tmp_path / "history.sqlite3")
     yield s

@@ -16,10 +16,10 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
-from app.attachments import document_block, prompt_content
+from app.chat.attachments import document_block, prompt_content
+from app.chat.summarize_flow import eta_text, progress_text
 from app.settings import ChatSettings
-from app.store import Attachment
-from app.summarize_flow import eta_text, progress_text
+from app.store.store import Attachment
 from app.window import MainWindow
 
 WAIT_MS = 60_000  # generous: 2 shared cores
@@ -52,7 +52,7 @@ def docs(tmp_path: Path) -> dict[str, Path]:
     """A text file, a 3-page PDF, a DOCX and a long text file, made here."""
     import docx
 
-    from engine.bench_documents import build_pdf
+    from engine.cli.bench_documents import build_pdf
 
     folder = tmp_path / "docs"
     folder.mkdir()

@@ -17,10 +17,10 @@ from PySide6.QtCore import QSettings, QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QMessageBox
 
-from app.downloader import Downloader, ModelLibrary
-from app.engine_controller import EngineController
+from app.bridge.downloader import Downloader, ModelLibrary
+from app.bridge.engine_controller import EngineController
 from app.settings import ChatSettings, load_settings
-from app.store import Store
+from app.store.store import Store
 from app.views.download_panel import DownloadPanel, format_duration, format_part
 from app.views.models_page import ModelsPage
 from app.window import MainWindow

@@ -18,8 +18,8 @@ import pytest
 from PySide6.QtCore import QCoreApplication, QEvent
 from PySide6.QtGui import QFileOpenEvent, QImage
 
+from app.bridge.selftest import run_self_test
 from app.file_open import FileOpenFilter, paths_from_argv
-from app.selftest import run_self_test
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGING = REPO / "packaging"
@@ -244,7 +244,7 @@ def test_frozen_entry_point_routes_self_test(qapp, tmp_path, capsys, monkeypatch
 def test_describe_weights_names_quantization_or_float_type():
     from types import SimpleNamespace
 
-    from app.selftest import describe_weights
+    from app.bridge.selftest import describe_weights
 
     q4 = SimpleNamespace(quantization={"bits": 4, "group_size": 64}, torch_dtype="bfloat16")
     assert describe_weights(q4) == "4-bit g64"

@@ -14,7 +14,8 @@ from PySide6.QtCore import QEvent, QPoint, QRect, QSize, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
-from app.engine_controller import EngineController
+from app.bridge.engine_controller import EngineController
+from app.chat.quick_prompt import QUICK_CONVERSATION_ID, QuickPromptPanel, panel_position
 from app.hotkey import (
     CMD_KEY,
     CONTROL_KEY,
@@ -24,9 +25,8 @@ from app.hotkey import (
     GlobalHotkey,
     carbon_hotkey,
 )
-from app.quick_prompt import QUICK_CONVERSATION_ID, QuickPromptPanel, panel_position
 from app.settings import ChatSettings, load_settings, save_settings
-from app.store import Store
+from app.store.store import Store
 from app.tray import MenuBarApp
 from app.views.settings_dialog import SettingsDialog
 from app.window import MainWindow

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from app.store import (
+from app.store.schema import SCHEMA_VERSION
+from app.store.search import MARK_END, MARK_START, parse_query
+from app.store.store import (
     DEFAULT_TITLE,
     Attachment,
     CorruptStoreError,
@@ -21,8 +23,6 @@ from app.store import (
     default_path,
     title_from_message,
 )
-from app.store_schema import SCHEMA_VERSION
-from app.store_search import MARK_END, MARK_START, parse_query
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -155,7 +155,7 @@ def test_edit_and_delete_from_position(store: Store):
 KILL_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
-    from app.store import Store
+    from app.store.store import Store
     s = Store(sys.argv[1])
     c = s.create_conversation("crash test")
     s.add_message(c.id, "user", "Explain tides")

@@ -14,11 +14,11 @@ import pytest
 from PySide6.QtCore import QSettings, Qt, QUrl
 from PySide6.QtGui import QGuiApplication, QTextDocument
 
-from app.engine_controller import EngineController
+from app.bridge.engine_controller import EngineController
 from app.main import apply_style
 from app.markdown import first_strong_direction, render_markdown, render_plain
 from app.settings import NUM_CTX_STEPS, ChatSettings, load_settings, save_settings
-from app.store import Store
+from app.store.store import Store
 from app.views.composer import Composer
 from app.views.message import SafeTextBrowser, format_stats
 from app.views.theme import dark_palette
@@ -656,11 +656,11 @@ def test_screenshots_conversation_settings_dark(qtbot, qapp, store, window):
 
 
 def test_main_routes_self_test_and_accepts_documents(monkeypatch, tmp_path):
-    import app.selftest
+    import app.bridge.selftest
     from app.main import main, parse_args
 
     seen = []
-    monkeypatch.setattr(app.selftest, "main", lambda argv: seen.append(argv) or 0)
+    monkeypatch.setattr(app.bridge.selftest, "main", lambda argv: seen.append(argv) or 0)
     assert main(["--self-test", "/models/nemo"]) == 0
     assert seen == [["--self-test", "/models/nemo"]]
     args = parse_args(["--model", "/m", "notes.pdf", "b.txt"])

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QTimer
 
-from app.engine_controller import EngineController
-from app.engine_requests import ModelInfo, quantization_label, with_system_prompt
-from app.worker import ChunkBatcher
+from app.bridge.engine_controller import EngineController
+from app.bridge.engine_requests import ModelInfo, quantization_label, with_system_prompt
+from app.bridge.worker import ChunkBatcher
 
 WAIT_MS = 60_000  # generous: the CI box is 2 cores shared with other jobs
 HELLO = [{"role": "user", "content": "Hello there, how are you?"}]
@@ -94,7 +94,7 @@ def ask(qtbot, c: EngineController, settings: Settings, messages=HELLO) -> tuple
 def reference_text(model_dir: Path, messages: list[dict], settings: Settings) -> str:
     """The engine's own answer, computed on a plain thread of its own (never the GUI thread)."""
     import engine
-    from app.engine_requests import sampling_settings
+    from app.bridge.engine_requests import sampling_settings
 
     out: list[str] = []
 

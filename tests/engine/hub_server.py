@@ -1,4 +1,4 @@
-"""A local imitation of the Hugging Face Hub endpoints that engine.hub (and huggingface_hub) use.
+"""A local imitation of the Hugging Face Hub endpoints that engine.hub.download (and huggingface_hub) use.
 
 Serves on 127.0.0.1 at a random port:
   GET  /api/models/{repo}[/revision/{rev}]   model info (siblings: size, blobId, lfs; ?blobs=true)

@@ -3,7 +3,7 @@
 import io
 import json
 
-from engine.__main__ import main
+from engine.cli.main import main
 
 
 def test_generate_streams_an_answer_and_stats(tiny_model_dir, capsys):

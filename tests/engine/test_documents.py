@@ -1,8 +1,8 @@
-"""engine.documents: text extraction from dropped files, and its errors.
+"""engine.docs.extract: text extraction from dropped files, and its errors.
 
 Every document is made here: PDFs by a small hand-written writer (below; Type0 font with a
 ToUnicode map, so any script works without a font file, and optional RC4 encryption) and by
-pdfium itself (engine.bench_documents.build_pdf); DOCX by python-docx.
+pdfium itself (engine.cli.bench_documents.build_pdf); DOCX by python-docx.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.bench_documents import bench_extraction, build_pdf, page_lines
-from engine.documents import SUPPORTED_EXTENSIONS, Document, DocumentError, Page, extract
+from engine.cli.bench_documents import bench_extraction, build_pdf, page_lines
+from engine.docs.extract import SUPPORTED_EXTENSIONS, Document, DocumentError, Page, extract
 
 # -- a minimal PDF writer ------------------------------------------------------------------------
 
@@ -475,11 +475,11 @@ def test_results_are_frozen(tmp_path):
 
 
 def test_document_modules_do_not_import_qt():
-    import engine.bench_documents
-    import engine.documents
-    import engine.text_formats
+    import engine.cli.bench_documents
+    import engine.docs.extract
+    import engine.docs.text_formats
 
-    for module in (engine.documents, engine.text_formats, engine.bench_documents):
+    for module in (engine.docs.extract, engine.docs.text_formats, engine.cli.bench_documents):
         tree = ast.parse(Path(module.__file__).read_text())
         names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]

@@ -1,4 +1,4 @@
-"""engine.hub against a local imitation of the Hub (tests/engine/hub_server.py): no internet."""
+"""engine.hub.download against a local imitation of the Hub (tests/engine/hub_server.py): no internet."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from engine import hub, local_models
+from engine.hub import download as hub
+from engine.hub import local_models
 from engine.tokenizer import bundled_tekken_path
 
 from .hub_server import (
@@ -317,7 +318,7 @@ def test_disk_full_while_writing(fake_hub, tmp_path, monkeypatch):
         def write(self, b):
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    # engine.hub's own open() (module globals come before builtins) writes to a full disk.
+    # engine.hub.download's own open() (module globals come before builtins) writes to a full disk.
     monkeypatch.setattr(
         hub, "open", lambda path, mode: FullDisk(path, mode.replace("b", "")), raising=False
     )
@@ -335,7 +336,7 @@ def test_models_on_disk_and_delete(fake_hub, repo_files, tmp_path):
         json.dumps({"weight_map": {"a": "model-1.safetensors"}})
     )
     (tmp_path / "models" / "not-a-model").mkdir()
-    hidden = root / ".conversion-in-progress.partial"  # engine.convert_flow's work folder
+    hidden = root / ".conversion-in-progress.partial"  # engine.hub.convert_flow's work folder
     hidden.mkdir()
     (hidden / "config.json").write_text("{}")
 

@@ -1,4 +1,4 @@
-"""engine.convert_flow (download the bf16 original, quantize it here) and `nemo pull`, against the
+"""engine.hub.convert_flow (download the bf16 original, quantize it here) and `nemo pull`, against the
 local imitation of the Hub in tests/engine/hub_server.py."""
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import mlx.core as mx
 import pytest
 
 import engine
-from engine import hub, pull_cli
+from engine.cli import pull as pull_cli
 from engine.config import load_config
-from engine.convert_flow import PullProgress, pull_and_convert, quantized_bytes
 from engine.events import Cancelled
-from engine.local_models import models_on_disk
+from engine.hub import download as hub
+from engine.hub.convert_flow import PullProgress, pull_and_convert, quantized_bytes
+from engine.hub.local_models import models_on_disk
 from engine.weights import load_model
 
 from .hub_server import FakeRepo, HubServer, isolate_huggingface_hub, point_huggingface_hub_at
@@ -210,7 +211,7 @@ def test_cli_pull_and_convert_8bit(fake_hub, tmp_path, capsys):
 
 
 def test_cli_missing_repo_is_one_clear_line(fake_hub, tmp_path, capsys):
-    from engine.__main__ import main
+    from engine.cli.main import main
 
     assert main(["pull", "nobody/nothing", "--dest", str(tmp_path)]) == 1
     out, err = capsys.readouterr()

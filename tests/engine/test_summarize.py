@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from engine import Finished, SamplingSettings, TextChunk
-from engine.documents import Document, Page
-from engine.session import ChatSession
-from engine.summarize import (
+from engine.cli.summarize import Progress, add_parser, last_model_dir, report
+from engine.cli.summarize import run as run_cli
+from engine.docs.extract import Document, Page
+from engine.docs.summarize import (
     CombineStarted,
     PartDone,
     PartStarted,
@@ -30,9 +31,8 @@ from engine.summarize import (
     session_generate_fn,
     summarize,
 )
-from engine.summarize_cli import Progress, add_parser, last_model_dir, report
-from engine.summarize_cli import run as run_cli
-from engine.summarize_plan import _pieces
+from engine.docs.summarize_plan import _pieces
+from engine.session import ChatSession
 from engine.tokenizer import load_tokenizer
 from engine.units import duration as format_duration
 
@@ -286,8 +286,8 @@ def test_too_small_a_context_is_a_clear_error_before_any_call(tok):
 
 
 def test_a_real_pdf_is_covered_page_by_page(tok, tmp_path):
-    from engine.bench_documents import build_pdf
-    from engine.documents import extract
+    from engine.cli.bench_documents import build_pdf
+    from engine.docs.extract import extract
 
     doc = extract(build_pdf(tmp_path / "report.pdf", 12))
     plan = plan_summary(doc, tok, 2048, 256)
@@ -420,7 +420,7 @@ def test_cli_bad_file_exits_1_with_the_problem(
 
 
 def test_nemo_summarize_exits_with_the_status(tmp_path, capsys):
-    from engine.__main__ import main
+    from engine.cli.main import main
 
     assert main(["summarize", str(tmp_path / "gone.pdf"), "--model", str(tmp_path)]) == 1
     assert "gone.pdf: file not found" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer
 
-from app.store import Store, StoreError
+from app.store.store import Store, StoreError
 
 CHECKPOINT_MS = 1000
 

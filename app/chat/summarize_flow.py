@@ -9,7 +9,7 @@ summarizes the stored text again rather than answering as a chat.
 
 Follow-up questions go through the usual chat path: the stored document is sent in full when it
 fits the context; when it does not, a note stands in for it and the summary after it carries
-the conversation (app.attachments.prompt_content).
+the conversation (app.chat.attachments.prompt_content).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject
 
-from app.store import StoreError
+from app.store.store import StoreError
 
 NOT_READY = {
     "none": "Open a model folder before summarizing.",

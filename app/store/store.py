@@ -18,9 +18,10 @@ from typing import Any
 
 from platformdirs import user_data_dir
 
-from app import store_export, store_search
-from app.store_schema import SCHEMA_VERSION, MigrationError, is_corruption, migrate
-from app.store_search import SearchHit
+from app.store import export as store_export
+from app.store import search as store_search
+from app.store.schema import SCHEMA_VERSION, MigrationError, is_corruption, migrate
+from app.store.search import SearchHit
 
 APP_NAME = "Nemo Chat"
 FILE_NAME = "history.sqlite3"

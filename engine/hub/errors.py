@@ -19,7 +19,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import get_token
 
-from .events import Cancelled
+from engine.events import Cancelled
 
 
 class DownloadError(Exception):

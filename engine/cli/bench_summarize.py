@@ -1,4 +1,4 @@
-"""Summarizer scaling: `python -m engine.bench_summarize [--summary-tokens 300]`.
+"""Summarizer scaling: `python -m engine.cli.bench_summarize [--summary-tokens 300]`.
 
 Model calls and tokens processed for documents of 10K, 100K and 1M tokens at num_ctx 8K and 32K,
 with a deterministic stand-in model call that answers every prompt with a fixed-size summary, so
@@ -11,10 +11,10 @@ import argparse
 import time
 from pathlib import Path
 
-from .documents import Document, Page
-from .events import TextChunk
-from .summarize import CombineStarted, SummaryDone, plan_summary, summarize
-from .tokenizer import load_tokenizer
+from engine.docs.extract import Document, Page
+from engine.docs.summarize import CombineStarted, SummaryDone, plan_summary, summarize
+from engine.events import TextChunk
+from engine.tokenizer import load_tokenizer
 
 SIZES = (10_000, 100_000, 1_000_000)
 CONTEXTS = (8192, 32768)
@@ -98,7 +98,7 @@ def run(summary_tokens: int) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m engine.bench_summarize")
+    parser = argparse.ArgumentParser(prog="python -m engine.cli.bench_summarize")
     parser.add_argument("--summary-tokens", type=int, default=300, help="stand-in summary size")
     args = parser.parse_args(argv)
     rows = run(args.summary_tokens)

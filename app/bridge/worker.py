@@ -2,8 +2,8 @@
 
 MLX streams belong to the thread that made them, so loading, prefill, decoding and freeing all
 run on ONE QThread (DESIGN rule 1). Requests arrive as queued signals from EngineController
-(app.engine_controller); results go back as signals of plain data (rule 2), built with the
-helpers in app.engine_requests.
+(app.bridge.engine_controller); results go back as signals of plain data (rule 2), built with the
+helpers in app.bridge.engine_requests.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 import engine
-from app.engine_requests import (
+from app.bridge.engine_requests import (
     ConvertRequest,
     Request,
     SummaryRequest,
@@ -31,15 +31,7 @@ from app.engine_requests import (
     with_system_prompt,
 )
 from engine.config import ConfigError
-from engine.events import (
-    ContextTrimmed,
-    Finished,
-    GenerationStats,
-    PrefillProgress,
-    TextChunk,
-)
-from engine.session import ChatSession
-from engine.summarize import (
+from engine.docs.summarize import (
     CombineStarted,
     PartDone,
     PartStarted,
@@ -48,6 +40,14 @@ from engine.summarize import (
     session_generate_fn,
     summarize,
 )
+from engine.events import (
+    ContextTrimmed,
+    Finished,
+    GenerationStats,
+    PrefillProgress,
+    TextChunk,
+)
+from engine.session import ChatSession
 from engine.tokenizer import TokenizerError, load_tokenizer
 from engine.weights import WeightsError
 
@@ -96,7 +96,7 @@ class EngineWorker(QObject):
     failed = Signal(int, str)
     summaryProgress = Signal(int, int, int, float, str)  # rid, part, count, eta_s, label
 
-    convertProgress = Signal(object)  # engine.convert_flow.PullProgress
+    convertProgress = Signal(object)  # engine.hub.convert_flow.PullProgress
     converted = Signal(str)  # the quantized model folder
     convertFailed = Signal(str, bool)  # message, cancelled
 
@@ -144,10 +144,10 @@ class EngineWorker(QObject):
 
     @Slot(object)
     def convert(self, request: ConvertRequest) -> None:
-        """The convert phase of app.downloader's flow: MLX quantization, so on this thread.
+        """The convert phase of app.bridge.downloader's flow: MLX quantization, so on this thread.
         pull_and_convert first re-checks the download (one Hub call, no bytes fetched)."""
-        from engine.convert_flow import pull_and_convert
-        from engine.hub import DownloadError
+        from engine.hub.convert_flow import pull_and_convert
+        from engine.hub.download import DownloadError
 
         try:
             path = pull_and_convert(
@@ -251,7 +251,7 @@ class EngineWorker(QObject):
         return stats
 
     def _summarize(self, request: SummaryRequest, batcher: ChunkBatcher) -> GenerationStats:
-        """engine.summarize on this thread's session: part progress out, the final call streamed."""
+        """engine.docs.summarize on this thread's session: part progress out, the final call streamed."""
         rid, settings = request.rid, request.settings
         self._configure(settings.num_ctx, settings.kv_bits)
         generate_fn = session_generate_fn(self._chat_session(), sampling_settings(settings))

@@ -1,7 +1,7 @@
-"""Extraction timings: `python -m engine.bench_documents [--pages 300]`.
+"""Extraction timings: `python -m engine.cli.bench_documents [--pages 300]`.
 
 Builds documents of N pages (about 45 lines of 80 characters a page, ~3.6 KB of text) in a temp
-folder, extracts each with `engine.documents.extract` and prints seconds per format and size.
+folder, extracts each with `engine.docs.extract.extract` and prints seconds per format and size.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.documents import extract
+from engine.docs.extract import extract
 
 LINES_PER_PAGE = 45
 

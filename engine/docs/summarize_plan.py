@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from .documents import Document, Page
-from .tokenizer import TekkenTokenizer
+from engine.docs.extract import Document, Page
+from engine.tokenizer import TekkenTokenizer
 
 DEFAULT_MAX_TOKENS = 1024
 OVERLAP = 0.05  # of a part's budget, repeated from the end of the previous part

@@ -1,6 +1,6 @@
 """EngineController: the GUI thread's handle on the engine thread.
 
-It owns the QThread and its EngineWorker (app.worker), tags every request with an id, and drops
+It owns the QThread and its EngineWorker (app.bridge.worker), tags every request with an id, and drops
 the signals of a stale request (DESIGN rule 4). Stop is a threading.Event set straight from the
 GUI thread (rule 3). The few engine calls made here are pure Python: document extraction (for a
 helper thread), the tiktoken tokenizer, and memory-plan arithmetic.
@@ -15,15 +15,15 @@ from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
 
-from app.engine_requests import (
+from app.bridge.engine_requests import (
     ChatSettingsLike,
     ConvertRequest,
     ModelInfo,
     Request,
     SummaryRequest,
 )
-from app.worker import CHUNK_INTERVAL_S, EngineWorker
-from engine.documents import SUPPORTED_EXTENSIONS, extract
+from app.bridge.worker import CHUNK_INTERVAL_S, EngineWorker
+from engine.docs.extract import SUPPORTED_EXTENSIONS, extract
 from engine.events import GenerationStats
 from engine.memory import NEMO_4BIT_WEIGHTS_BYTES, MemoryPlan, activation_dtype_bytes, plan
 from engine.synthetic import preset_config
@@ -52,7 +52,7 @@ class EngineController(QObject):
     summaryProgress = Signal(int, int, int, float, str)  # rid, part, count, eta_s, label
     becameIdle = Signal()  # the current request ended (after its finished/failed): see `busy`
 
-    convertProgress = Signal(object)  # engine.convert_flow.PullProgress
+    convertProgress = Signal(object)  # engine.hub.convert_flow.PullProgress
     converted = Signal(str)
     convertFailed = Signal(str, bool)  # message, cancelled
 
@@ -190,7 +190,7 @@ class EngineController(QObject):
 
     @staticmethod
     def extract_document(path: str) -> Any:
-        """engine.documents.extract(path); raises DocumentError naming the file and the problem."""
+        """engine.docs.extract.extract(path); raises DocumentError naming the file and the problem."""
         return extract(path)
 
     def document_tokenizer(self) -> Any:
@@ -201,7 +201,7 @@ class EngineController(QObject):
         self, root: str, repo_id: str, bits: int, group_size: int, token: str | None,
         cancel: threading.Event,
     ) -> None:  # fmt: skip
-        """Quantize a downloaded original on the engine thread (app.downloader calls this);
+        """Quantize a downloaded original on the engine thread (app.bridge.downloader calls this);
         answers convertProgress…, then converted(path) or convertFailed(message, cancelled)."""
         self._check_open()
         self._convert_cancel = cancel

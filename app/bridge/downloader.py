@@ -1,7 +1,7 @@
-"""First-run model download: engine.hub on its own QThread, with plain-data progress signals.
+"""First-run model download: engine.hub.download on its own QThread, with plain-data progress signals.
 
 This is the app's second door into `engine`, next to app/worker.py, and it stays narrow: it only
-imports engine.hub and engine.local_models (HTTP and files, no MLX work), so downloading never
+imports engine.hub.download and engine.hub.local_models (HTTP and files, no MLX work), so downloading never
 waits on the engine thread and the engine never waits on a download. The one MLX step of the
 "convert from the original weights" flow — quantizing — goes to the EngineWorker thread through
 EngineController.convert_model, after the bf16 download finished here. Views never import this
@@ -23,9 +23,9 @@ import httpx2
 from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
-from engine import hub
-from engine.convert_flow import PullProgress, converted_dir_for, from_download, quantized_bytes
-from engine.local_models import (
+from engine.hub import download as hub
+from engine.hub.convert_flow import PullProgress, converted_dir_for, from_download, quantized_bytes
+from engine.hub.local_models import (
     LocalModel,
     delete_model,
     missing_files,
@@ -59,7 +59,7 @@ class PartialDownload:
 
 
 def failure_kind(error: hub.DownloadError) -> str:
-    """What went wrong, from the exception engine.hub wrapped into its message."""
+    """What went wrong, from the exception engine.hub.download wrapped into its message."""
     cause = error.__cause__
     status = getattr(getattr(cause, "response", None), "status_code", None)
     if isinstance(cause, GatedRepoError) or status in (401, 403):

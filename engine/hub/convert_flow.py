@@ -19,10 +19,10 @@ from typing import Literal
 
 import filelock
 
-from . import hub
-from .events import Cancelled
-from .local_models import delete_model, missing_files, model_dir_for, models_dir
-from .weights import convert, read_tensor_infos
+from engine.events import Cancelled
+from engine.hub import download as hub
+from engine.hub.local_models import delete_model, missing_files, model_dir_for, models_dir
+from engine.weights import convert, read_tensor_infos
 
 Phase = Literal["download", "convert"]
 

@@ -1,6 +1,6 @@
 """Text from the bytes of plain-text formats: encoding detection, and HTML's visible text.
 
-Errors are `NotText(problem)`; engine.documents adds the file name.
+Errors are `NotText(problem)`; engine.docs.extract adds the file name.
 """
 
 from __future__ import annotations

@@ -38,9 +38,9 @@ from huggingface_hub.utils import (
     hf_raise_for_status,
 )
 
-from .hub_errors import DownloadCancelled, DownloadError, human_errors
-from .local_models import missing_files, model_dir_for
-from .units import gb
+from engine.hub.errors import DownloadCancelled, DownloadError, human_errors
+from engine.hub.local_models import missing_files, model_dir_for
+from engine.units import gb
 
 DEFAULT_REPO = "mlx-community/Mistral-Nemo-Instruct-2407-4bit"
 ORIGINAL_REPO = "mistralai/Mistral-Nemo-Instruct-2407"
@@ -377,7 +377,9 @@ def _ensure_tokenizer(model_dir: Path) -> None:
     """mlx-community's conversions ship no tekken.json: put the bundled, sha-checked copy there."""
     if (model_dir / "tekken.json").is_file():
         return
-    from .tokenizer import bundled_tekken_path  # lazy: keeps mistral_common off the import path
+    from engine.tokenizer import (
+        bundled_tekken_path,  # lazy: keeps mistral_common off the import path
+    )
 
     try:
         shutil.copyfile(bundled_tekken_path(), model_dir / "tekken.json")

@@ -17,9 +17,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from .documents import Document, Page
-from .events import Cancelled, Event, Finished, GenerationStats, PrefillProgress, TextChunk
-from .summarize_plan import (
+from engine.docs.extract import Document, Page
+from engine.docs.summarize_plan import (
     DEFAULT_INSTRUCTION,
     DEFAULT_MAX_TOKENS,
     Part,
@@ -35,11 +34,12 @@ from .summarize_plan import (
     summary_block,
     user_message,
 )
-from .tokenizer import TekkenTokenizer
+from engine.events import Cancelled, Event, Finished, GenerationStats, PrefillProgress, TextChunk
+from engine.tokenizer import TekkenTokenizer
 
 if TYPE_CHECKING:
-    from .generate import SamplingSettings
-    from .session import ChatSession
+    from engine.generate import SamplingSettings
+    from engine.session import ChatSession
 
 __all__ = [
     "DEFAULT_INSTRUCTION",
@@ -366,7 +366,7 @@ def session_generate_fn(
     session: ChatSession, settings: SamplingSettings | None = None
 ) -> GenerateFn:
     """The model call for summarize(): each call is a one-message chat on the session's cache."""
-    from .generate import SamplingSettings
+    from engine.generate import SamplingSettings
 
     base = settings or SamplingSettings()
 

@@ -15,13 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO, TypeVar
 
-from . import hub
-from .config import ConfigError
-from .convert_flow import PullProgress, from_download, pull_and_convert
-from .events import Cancelled
-from .local_models import model_dir_for, models_dir
-from .units import duration, size
-from .weights import WeightsError
+from engine.config import ConfigError
+from engine.events import Cancelled
+from engine.hub import download as hub
+from engine.hub.convert_flow import PullProgress, from_download, pull_and_convert
+from engine.hub.local_models import model_dir_for, models_dir
+from engine.units import duration, size
+from engine.weights import WeightsError
 
 T = TypeVar("T")
 _REDRAW_S = 0.1  # at most ~10 redraws a second on a terminal

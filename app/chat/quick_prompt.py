@@ -21,7 +21,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QWidget
 
 from app.settings import ChatSettings
-from app.store import Store, StoreError, title_from_message
+from app.store.store import Store, StoreError, title_from_message
 from app.views.message import format_stats
 from app.views.quick_prompt_view import QuickPromptView, panel_position
 

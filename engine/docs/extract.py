@@ -19,7 +19,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.text_formats import (
+from engine.docs.text_formats import (
     NotText,
     declared_charset,
     decode_text,

@@ -15,10 +15,8 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
-from .documents import DocumentError, extract
-from .events import PrefillProgress, TextChunk
-from .session import ContextOverflow
-from .summarize import (
+from engine.docs.extract import DocumentError, extract
+from engine.docs.summarize import (
     DEFAULT_MAX_TOKENS,
     CombineStarted,
     PartDone,
@@ -28,7 +26,9 @@ from .summarize import (
     session_generate_fn,
     summarize,
 )
-from .units import duration
+from engine.events import PrefillProgress, TextChunk
+from engine.session import ContextOverflow
+from engine.units import duration
 
 # Where the app's QSettings keep `chat/model_dir`, read without Qt. macOS: a plist named from the
 # domain nemochat.app (Qt's comify() makes it "com.nemochat-app.Nemo Chat.plist"), with the key

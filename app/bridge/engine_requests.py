@@ -61,7 +61,7 @@ class Request:
 
 @dataclass(frozen=True)
 class SummaryRequest:
-    """Summarize one document (engine.documents.Document: frozen plain data) into the chat."""
+    """Summarize one document (engine.docs.extract.Document: frozen plain data) into the chat."""
 
     rid: int
     conversation_id: int
@@ -78,7 +78,7 @@ def summary_max_tokens(settings: ChatSettingsLike) -> int:
 
 @dataclass(frozen=True)
 class ConvertRequest:
-    """Quantize downloaded original weights (engine.convert_flow.pull_and_convert) on this thread."""
+    """Quantize downloaded original weights (engine.hub.convert_flow.pull_and_convert) on this thread."""
 
     root: str  # the models folder; the original is in root/owner--name, the copy next to it
     repo_id: str

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # app.store imports this module; the types are only for annotations
-    from app.store import Conversation, Message
+if TYPE_CHECKING:  # app.store.store imports this module; the types are only for annotations
+    from app.store.store import Conversation, Message
 
 
 def export_markdown(conv: Conversation, messages: Sequence[Message], app_name: str) -> str:
