@@ -17,4 +17,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    __import__("multiprocessing").freeze_support()  # the document reader's worker starts here
     sys.exit(main())

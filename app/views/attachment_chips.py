@@ -63,10 +63,24 @@ def _repolish(widget: QWidget, name: str, value: object) -> None:
     widget.style().polish(widget)
 
 
-def detail_text(attachment: Any, budget: int | None, num_ctx: int | None) -> str:
-    """'3 pages · 1,234 tokens · fits', or '· too long for 8,192 tokens' when it does not."""
+def count_text(attachment: Any) -> str | None:
+    """'3 pages', '12 slides', '2 sheets' where the format has real pages; None for DOCX, TXT."""
+    document = getattr(attachment, "document", None)
+    if document is not None and hasattr(document, "count_label"):
+        return document.count_label()
     pages = attachment.pages
-    parts = [f"{pages} page{'s' if pages != 1 else ''}", f"{attachment.tokens:,} tokens"]
+    return f"{pages} page{'s' if pages != 1 else ''}"
+
+
+def detail_text(attachment: Any, budget: int | None, num_ctx: int | None) -> str:
+    """'3 pages · 1,234 tokens · fits', or '· too long for 8,192 tokens' when it does not;
+    '⚠ 2 notes · ...' first when extraction has something to say (the tooltip lists it)."""
+    count = count_text(attachment)
+    parts = [count] if count else []
+    parts.append(f"{attachment.tokens:,} tokens")
+    if attachment.warnings:
+        n = len(attachment.warnings)
+        parts.insert(0, f"⚠ {n} note{'s' if n != 1 else ''}")
     if budget is not None:
         parts.append("fits" if attachment.fits(budget) else f"too long for {num_ctx:,}")
     return " · ".join(parts)
@@ -127,6 +141,8 @@ class AttachmentChip(QFrame):
                 f"may use with a context of {num_ctx:,}: summarize it, or raise the context "
                 "length in Settings."
             )
+        if a.warnings:  # every warning reaches the chip: which pages, which encoding, what skipped
+            tip = "\n".join([*a.warnings, "", tip])
         self.detail_label.setToolTip(tip)
         for w in (self, self.detail_label):
             _repolish(w, "fits", self.fits)

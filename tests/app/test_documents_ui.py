@@ -16,7 +16,7 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
-from app.chat.attachments import document_block, prompt_content
+from app.chat.prompt import document_block, prompt_content
 from app.chat.summarize_flow import eta_text, progress_text
 from app.settings import ChatSettings
 from app.store.store import Attachment
@@ -107,9 +107,13 @@ def wait_read(qtbot, w: MainWindow) -> None:
 
 def send(qtbot, w: MainWindow, text: str) -> None:
     w.composer.set_text(text)
-    with qtbot.waitSignal(w.controller.finished, timeout=WAIT_MS):
-        qtbot.keyClick(w.composer.edit, Qt.Key.Key_Return)
-    assert not w.generating
+    qtbot.keyClick(w.composer.edit, Qt.Key.Key_Return)
+    assert w.generating
+    qtbot.waitUntil(lambda: not w.generating, timeout=WAIT_MS)
+
+
+def wait_answer(qtbot, w: MainWindow) -> None:
+    qtbot.waitUntil(lambda: not w.generating, timeout=WAIT_MS)
 
 
 def record_prompts(monkeypatch, controller) -> list[list[dict]]:
@@ -117,12 +121,30 @@ def record_prompts(monkeypatch, controller) -> list[list[dict]]:
     sent: list[list[dict]] = []
     original = controller.send
 
-    def recording(conversation_id, messages, settings):
+    def recording(messages, settings, **kwargs):
         sent.append([dict(m) for m in messages])
-        return original(conversation_id, messages, settings)
+        return original(messages, settings, **kwargs)
 
     monkeypatch.setattr(controller, "send", recording)
     return sent
+
+
+def record_summaries(monkeypatch, controller) -> list:
+    """The Documents the window asks the engine to summarize."""
+    asked: list = []
+    original = controller.summarize
+
+    def recording(document, settings, instruction=None):
+        asked.append(document)
+        return original(document, settings, instruction)
+
+    monkeypatch.setattr(controller, "summarize", recording)
+    return asked
+
+
+def follow_progress(w: MainWindow, slot) -> None:
+    """slot(part, count, eta_s, label) for the window's answer, after the window's own."""
+    w.answer.summaryProgress.connect(slot)
 
 
 # --- pure parts
@@ -175,7 +197,7 @@ def test_drop_makes_chips_with_pages_and_tekken_token_counts(
         assert a.prompt_tokens == controller.count_chat_tokens(block)
         assert f"{a.tokens:,} tokens" in chip.detail_label.text() and chip.fits
         assert chip.detail_label.text().endswith("fits")
-    assert "3 pages" in pdf.detail_label.text() and "1 page ·" in notes.detail_label.text()
+    assert "3 pages" in pdf.detail_label.text() and "page" not in notes.detail_label.text()
     assert w.chips.isVisible() and w.current_id is None  # nothing sent or stored yet
     assert store.list_conversations() == []
 
@@ -272,15 +294,15 @@ def test_summarize_long_document_shows_parts_and_stores_the_summary(
     wait_read(qtbot, w)
     progress, notes, chunks = [], [], []
 
-    def on_progress(rid, part, count, eta_s, label):
+    def on_progress(part, count, eta_s, label):
         progress.append((part, count, label))
-        widget = w.chat_view.message_widget(w.answers.active.answer_id)
+        widget = w.chat_view.message_widget(w.answer.answer_id)
         notes.append(widget.note.text() if widget.note.isVisible() else "")
 
-    listen(controller.summaryProgress, on_progress)
-    listen(controller.chunk, lambda rid, text: chunks.append(text))
-    with qtbot.waitSignal(controller.finished, timeout=WAIT_MS):
-        qtbot.mouseClick(w.chips.chip("long.txt").summarize_button, Qt.MouseButton.LeftButton)
+    listen(controller.jobSubmitted, lambda job: job.text.connect(chunks.append))
+    qtbot.mouseClick(w.chips.chip("long.txt").summarize_button, Qt.MouseButton.LeftButton)
+    follow_progress(w, on_progress)
+    wait_answer(qtbot, w)
     parts = [(p, c) for p, c, label in progress if label == "part"]
     count = parts[0][1]
     assert count >= 3 and parts == [(i, count) for i in range(1, count + 1)]  # every part, in order
@@ -294,8 +316,9 @@ def test_summarize_long_document_shows_parts_and_stores_the_summary(
 
     # Regenerate writes a summary again (not a chat reply to a document it cannot see).
     progress.clear()
-    with qtbot.waitSignal(controller.finished, timeout=WAIT_MS):
-        w.regenerate(answer.id)
+    w.regenerate(answer.id)
+    follow_progress(w, lambda part, count, eta, label: progress.append((part, count, label)))
+    wait_answer(qtbot, w)
     assert progress[0][2] == "plan" and progress[-1][2] == "final"
     user, answer = store.messages(w.current_id)
     assert user.content == "Summarize long.txt" and answer.status == "complete"
@@ -309,6 +332,39 @@ def test_summarize_long_document_shows_parts_and_stores_the_summary(
     assert question["content"] == "Which supplier had the most defects?"
 
 
+def test_regenerate_of_a_summary_is_the_same_part_wise_summary_with_name_and_pages(
+    qtbot, store, controller, docs, tmp_path, monkeypatch
+):
+    """Regenerate summarizes the same Document as the first run, not the attachment's plain
+    text: same file name, same pages, so the same parts and the same prompts with "[page N]"."""
+    from engine.docs.summarize_plan import plan_summary
+    from engine.tokenizer import load_tokenizer
+
+    w = make_window(qtbot, store, controller, tmp_path, SMALL_CTX)
+    drop(w, [docs["pdf"]])
+    wait_read(qtbot, w)
+    asked = record_summaries(monkeypatch, controller)
+    w.summaries.start(w.chips.chip("report.pdf").attachment)
+    wait_answer(qtbot, w)
+    answer = store.messages(w.current_id)[-1]
+    w.regenerate(answer.id)
+    wait_answer(qtbot, w)
+    first, again = asked
+    assert again.name == first.name == "report.pdf" and again.kind == first.kind == "pdf"
+    assert [p.number for p in again.pages] == [p.number for p in first.pages] == [1, 2, 3]
+    assert again.cited_text() == first.cited_text()
+    tok = load_tokenizer(None)
+    for num_ctx in (SMALL_CTX.num_ctx, 512):  # one pass, and split into parts by page
+        plans = [plan_summary(d, tok, num_ctx, 64) for d in (first, again)]
+        parts = [
+            [(p.source, p.first_page, p.last_page, p.prompt) for p in pl.parts] for pl in plans
+        ]
+        assert parts[0] == parts[1] and parts[0][0][0] == "report.pdf"
+        assert parts[0][0][1] == 1  # pages, as in the first run
+    assert len(plan_summary(again, tok, 512, 64).parts) > 1
+    assert store.messages(w.current_id)[-1].status == "complete"
+
+
 def test_stop_mid_summary_keeps_the_chat_usable(qtbot, store, controller, docs, tmp_path, listen):
     """Also the screenshot: two chips waiting, one summary in progress."""
     w = make_window(qtbot, store, controller, tmp_path, SMALL_CTX)
@@ -316,20 +372,22 @@ def test_stop_mid_summary_keeps_the_chat_usable(qtbot, store, controller, docs, 
     wait_read(qtbot, w)
     shot: list[str] = []
 
-    def on_progress(rid, part, count, eta_s, label):
+    def on_progress(part, count, eta_s, label):
         if label == "part" and part == 2 and not shot:
             QApplication.processEvents()  # let the note lay out before the picture
             SCREENS.mkdir(parents=True, exist_ok=True)
             w.grab().save(str(SCREENS / "documents.png"))
-            shot.append(w.chat_view.message_widget(w.answers.active.answer_id).note.text())
+            shot.append(w.chat_view.message_widget(w.answer.answer_id).note.text())
             qtbot.keyClick(w.composer.edit, Qt.Key.Key_Escape)  # Esc stops, like Stop
 
-    listen(controller.summaryProgress, on_progress)
-    with qtbot.waitSignal(controller.finished, timeout=WAIT_MS) as blocker:
-        w.summaries.start(w.chips.chip("long.txt").attachment)
-        assert w.composer.generating and w.composer.button.text() == "Stop"
+    finished = []
+    listen(controller.jobSubmitted, lambda job: job.finished.connect(finished.append))
+    w.summaries.start(w.chips.chip("long.txt").attachment)
+    follow_progress(w, on_progress)
+    assert w.composer.generating and w.composer.button.text() == "Stop"
+    wait_answer(qtbot, w)
     assert shot and shot[0].startswith("Summarizing part 2 of")
-    assert blocker.args[1].finish_reason == "cancelled"
+    assert finished[0].finish_reason == "cancelled"
     user, answer = store.messages(w.current_id)
     assert user.content == "Summarize long.txt" and answer.status == "stopped"
     assert not w.generating and not w.composer.generating
@@ -354,8 +412,8 @@ def test_open_document_attaches_the_file_and_offers_summarize(
     assert chip.summarize_button.isVisible() and chip.summarize_button.isEnabled()
     assert "report.pdf is attached" in w.status.state_label.text()
     assert "Summarize" in w.status.state_label.text()
-    with qtbot.waitSignal(controller.finished, timeout=WAIT_MS):
-        qtbot.mouseClick(chip.summarize_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(chip.summarize_button, Qt.MouseButton.LeftButton)
+    wait_answer(qtbot, w)
     user, answer = store.messages(w.current_id)
     assert user.attachments[0].name == "report.pdf" and answer.status == "complete"
 
@@ -388,8 +446,8 @@ def test_a_context_too_small_to_summarize_fails_with_a_clear_message(
     w = make_window(qtbot, store, controller, tmp_path, replace(FAST, num_ctx=256, max_tokens=200))
     drop(w, [docs["long"]])
     wait_read(qtbot, w)
-    with qtbot.waitSignal(controller.failed, timeout=WAIT_MS):
-        w.summaries.start(w.chips.chip("long.txt").attachment)
+    w.summaries.start(w.chips.chip("long.txt").attachment)
+    wait_answer(qtbot, w)
     user, answer = store.messages(w.current_id)
     assert user.attachments[0].name == "long.txt"  # the request and its document are kept
     assert answer.status == "failed" and "context of 256 tokens is too small" in answer.error
