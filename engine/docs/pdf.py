@@ -2,7 +2,8 @@
 
 Data after %%EOF is normal (incremental saves, padding); the library decides whether the file
 opens. Glyphs without a Unicode mapping are left out (and counted in a warning), never invented;
-filled-in form fields are read from the AcroForm (pypdf) and added to their page.
+filled-in form fields are read from the AcroForm (pypdf) and added to their page. Lines of
+letter-spaced glyphs (OCR text layers) are rejoined as pdftotext joins them (pdf_spacing).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 from pathlib import Path
 
 from engine.docs.document import DocumentError, Page
+from engine.docs.pdf_spacing import looks_letter_spaced, respaced_text
 
 _LIGATURES = str.maketrans(
     {"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl"}
@@ -86,16 +88,12 @@ def _pdfium_pages(path: Path, data: bytes) -> tuple[list[str], dict[int, int]]:
                     ]
                     if errors:
                         unmapped[i + 1] = len(errors)
-                        skip = set(errors)
-                        texts.append(
-                            "".join(
-                                chr(pdfium_c.FPDFText_GetUnicode(textpage, k))
-                                for k in range(n)
-                                if k not in skip
-                            )
-                        )
-                    else:
-                        texts.append(textpage.get_text_range())
+                    text = textpage.get_text_range()
+                    if errors or looks_letter_spaced(text):
+                        # Rebuilt glyph by glyph: unmapped ones left out, letter-spaced lines
+                        # rejoined where pdftotext joins them (scanned pages' text layers).
+                        text = respaced_text(textpage, set(errors))
+                    texts.append(text)
                     textpage.close()
                     page.close()
                 except pdfium.PdfiumError:
