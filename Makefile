@@ -19,7 +19,12 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP) $@
 
+# On Linux, Qt's X11 plugin needs system libraries: say what to apt-get install (or install them,
+# as root, with INSTALL_LINUX_DEPS=1 or in CI) rather than let Qt abort.
+LINUX_DEPS_FLAGS := $(if $(filter 1 true yes,$(INSTALL_LINUX_DEPS) $(CI)),--install)
+
 run: $(STAMP)
+	@$(BIN)/python -m app.linux_deps $(LINUX_DEPS_FLAGS)
 	$(BIN)/nemo-chat $(ARGS)
 
 test: $(DEV_STAMP)
@@ -28,6 +33,7 @@ test: $(DEV_STAMP)
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check engine app tests
 	$(BIN)/ruff format --check engine app tests
+	$(BIN)/pyright
 
 format: $(DEV_STAMP)
 	$(BIN)/ruff format engine app tests

@@ -1,5 +1,5 @@
 """Nemo Chat's PySide6 app.
 
-Only the engine-thread modules (worker, engine_controller, engine_requests), downloader (HTTP
-only) and selftest import engine; the views never do.
+Only app/bridge/ imports engine (the controller that hands out jobs, downloads, the self-test);
+app/chat/ holds the answer lifecycle and the prompt builder, app/views/ passive widgets.
 """

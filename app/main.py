@@ -3,28 +3,40 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from pathlib import Path
+import time
 
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QGuiApplication, QIcon
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from app.file_open import FileOpenFilter, paths_from_argv
+from app.identity import APP_NAME, ORG_DOMAIN, ORG_NAME, resources_dir
 from app.settings import load_settings
-from app.store.store import Store, StoreError
+from app.single_instance import SingleInstance, key_for
+from app.store.store import Store, StoreError, default_path
 
-APP_NAME = "Nemo Chat"
-ORG_NAME = "Nemo Chat"
-ORG_DOMAIN = "nemochat.app"
+# NEMO_CHAT_TIMING=1 prints when the window is shown and the model is ready (wall-clock epoch
+# seconds, for packaging/launch_timing.py); NEMO_CHAT_TIMING=quit also quits once ready.
+TIMING = os.environ.get("NEMO_CHAT_TIMING", "")
 
 
-def resources_dir() -> Path:
-    """resources/ next to the package, or inside a PyInstaller bundle."""
-    bundle = getattr(sys, "_MEIPASS", None)
-    if bundle:
-        return Path(bundle) / "resources"
-    return Path(__file__).resolve().parent.parent / "resources"
+def report(event: str) -> None:
+    if TIMING:
+        print(f"nemo-chat timing: {event} {time.time():.3f}", file=sys.stderr, flush=True)
+
+
+def bring_forward(window: QWidget, documents: list[str], open_document) -> None:
+    """A second launch asked for the window (and maybe documents): show it on top."""
+    if window.isMinimized():
+        window.showNormal()
+    window.show()
+    window.raise_()
+    window.activateWindow()
+    for path in documents:
+        open_document(path)
+    report(f"activated-{len(documents)}")
 
 
 def apply_style(app: QApplication) -> None:
@@ -72,11 +84,22 @@ def make_application(argv: list[str]) -> QApplication:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    report("main")
     if args.self_test is not None:
         from app.bridge.selftest import main as self_test
 
         return self_test(argv)
+    from app.linux_deps import check as missing_linux_deps
+
+    problem = missing_linux_deps(quick=True)  # before Qt, which would abort without a word
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
     app = make_application([sys.argv[0], *argv])
+    documents = paths_from_argv(argv)
+    instance = SingleInstance(key_for(args.history or default_path()))
+    if not instance.claim(documents):
+        return 0  # the running window came forward and took the documents
     try:
         store, moved = Store.open_or_recover(args.history)
     except StoreError as e:  # a newer schema or an unreadable file: say so, touch nothing
@@ -87,10 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     from app.window import MainWindow
 
+    report("store")
     settings = load_settings(QSettings())
-    controller = EngineController()
-    controller.set_num_ctx(settings.num_ctx)
-    controller.set_kv_bits(settings.kv_bits)
+    from app.bridge.cache_control import cache_settings
+
+    # Each request carries its num_ctx and KV bits; models load with caches on disk (issue 12).
+    controller = EngineController(caches=cache_settings(settings))
     from app.bridge.downloader import (
         Downloader,  # engine.hub.download on its own thread: HTTP, no MLX
     )
@@ -98,23 +123,31 @@ def main(argv: list[str] | None = None) -> int:
     window = MainWindow(store, controller, settings, downloader=Downloader(controller))
     from app.tray import install_menu_bar
 
+    report("built")
     menu_bar = install_menu_bar(app, window, controller)  # tray icon, quick prompt, shortcuts
     if not menu_bar.starts_hidden:
         window.show()
+        QTimer.singleShot(0, lambda: report("window"))
+    instance.activated.connect(lambda docs: bring_forward(window, docs, window.open_document))
     if moved:
         QMessageBox.warning(window, APP_NAME, moved)
     model_dir = args.model or settings.model_dir
-    if model_dir:
-        window.load_model(model_dir)
+    if TIMING:
+        controller.modelLoaded.connect(lambda _info: report("ready"))
+        if TIMING == "quit":
+            controller.modelLoaded.connect(lambda _info: QTimer.singleShot(0, app.quit))
+    if model_dir or settings.backend == "server":  # after the first paint: the engine's
+        QTimer.singleShot(0, lambda: window.start_model(args.model))  # imports load behind it
     # Documents from "Open With" (argv on Linux, QFileOpenEvent on macOS) go to the window.
     opener = FileOpenFilter(app)
     opener.fileOpened.connect(window.open_document)
     app.installEventFilter(opener)
-    for path in paths_from_argv(argv):
+    for path in documents:
         window.open_document(path)
     try:
         return app.exec()
     finally:
+        instance.close()
         controller.shutdown()
         store.close()
 

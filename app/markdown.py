@@ -146,7 +146,10 @@ def _render_code(self, tokens, idx, options, env) -> str:
         f'<tr><td bgcolor="{head}"><span style="color:{fg}">{label}</span></td>'
         f'<td bgcolor="{head}" align="right"><a class="copy" href="{COPY_SCHEME}:{n}">Copy</a>'
         f"</td></tr>"
-        f'<tr><td colspan="2"><pre dir="ltr">{body}</pre></td></tr></table>\n'
+        # pre-wrap: a long line wraps inside the block (Qt's rich text has no overflow scrolling),
+        # so the answer never scrolls sideways and the Copy link stays in view.
+        f'<tr><td colspan="2"><pre dir="ltr" style="white-space: pre-wrap">{body}</pre>'
+        f"</td></tr></table>\n"
     )
 
 

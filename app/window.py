@@ -1,21 +1,21 @@
 """The main window: wires the sidebar, chat view and composer to the Store and the engine.
 
 The GUI thread owns every database write (DESIGN rule 5). A user message is stored before
-generation starts, the answer is checkpointed about once a second and finished as complete,
-stopped or failed (rule 7). Signals of an old request never reach the view (rule 4): the
-controller drops stale ids, and the window checks the id once more.
+generation starts; app.chat.answer.Answer follows the one job it asked for, checkpoints it and
+stores it complete, stopped or failed (rule 7). Nothing of another request reaches the view
+(rule 4): each answer hears only its own job.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
     QMainWindow,
@@ -25,25 +25,45 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.chat.answer_recorder import AnswerRecorder
-from app.chat.attachments import DocumentAttacher, prompt_budget, prompt_content
+from app.bridge.api_control import ApiControl
+from app.bridge.backend_control import BackendControl, location_of, runs_on
+from app.bridge.cache_control import CacheControl, chat_key
+from app.bridge.state import EngineState
+from app.chat.answer import Answer
+from app.chat.attachments import DocumentAttacher
+from app.chat.context_meter import ContextMeter
+from app.chat.deletions import DeletionFlow
+from app.chat.prompt import build_prompt, prompt_budget
 from app.chat.summarize_flow import SummarizeFlow
 from app.settings import ChatSettings, save_settings
-from app.store.store import Store, StoreError
+from app.store.export import export_file_name
+from app.store.store import Message, MessageStatus, Store, StoreError
 from app.views.chat_page import ChatPage
+from app.views.chat_view import search_terms
 from app.views.download_panel import DownloadPanel
 from app.views.menus import install_menus
 from app.views.models_page import ModelsPage
+from app.views.settings_api import ApiSettings
+from app.views.settings_backend import BackendSettings
+from app.views.settings_caches import CacheSettingsView
 from app.views.settings_dialog import SettingsDialog
 from app.views.sidebar import Sidebar
 from app.views.status_bar import ChatStatusBar
 from app.views.welcome import WelcomeView
 
+if TYPE_CHECKING:  # the engine is imported after the window shows (app.main)
+    from app.bridge.downloader import Downloader
+    from app.bridge.engine_controller import EngineController
+    from app.bridge.qt_job import QtJob
+
+FAILED_MODEL_KEY = "model/failedFolder"  # QSettings: the folder that failed, and its message
 NOT_READY = {
-    "none": "Open a model folder before sending a message.",
-    "error": "The model did not load; open a model folder to try again.",
-    "loading": "The model is still loading.",
-    "generating": "Nemo is still answering (a quick prompt or the last answer); try again soon.",
+    EngineState.NONE: "Open a model folder before sending a message.",
+    EngineState.ERROR: "The model did not load; open a model folder to try again.",
+    EngineState.LOADING: "The model is still loading.",
+    EngineState.GENERATING: (
+        "Nemo is still answering (a quick prompt or the last answer); try again soon."
+    ),
 }
 
 
@@ -53,11 +73,11 @@ class MainWindow(QMainWindow):
     def __init__(
         self,
         store: Store,
-        controller: Any,
+        controller: EngineController,
         settings: ChatSettings,
         qsettings: QSettings | None = None,
         parent: QWidget | None = None,
-        downloader: Any = None,
+        downloader: Downloader | None = None,
     ) -> None:
         super().__init__(parent)
         self.store = store
@@ -66,7 +86,7 @@ class MainWindow(QMainWindow):
         self._qsettings = qsettings if qsettings is not None else QSettings()
         self.current_id: int | None = None
         self.keep_in_menu_bar = False  # set by app.tray where a tray exists: close only hides
-        self.answers = AnswerRecorder(store, lambda text: self.status.set_message(text, True), self)
+        self.answer: Answer | None = None  # the answer being written, in whichever chat
         self.setWindowTitle("Nemo Chat")
         self.setObjectName("mainWindow")
         self.resize(1100, 760)
@@ -93,13 +113,20 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(splitter)
         self.status = ChatStatusBar()
         self.setStatusBar(self.status)
+        self.api = ApiControl(controller, self)  # the local API (issue 13): off until turned on
+        self.api.statusChanged.connect(self.status.set_api)
+        self.backend = BackendControl(controller, self)  # this computer or a server (issue 14)
+        self.caches = CacheControl(controller, store, self)  # KV caches on disk (issue 12)
 
         self.menu_actions = install_menus(self)
         self.new_action, self.find_action = self.menu_actions.new_chat, self.menu_actions.find
         self.settings_action = self.menu_actions.settings
         self._connect()
         self.documents = DocumentAttacher(self)  # drops, Attach…, chips (app/attachments.py)
+        self.context = ContextMeter(self)  # the meter and the transcript's "left out" divider
+        self._install_stop_keys()
         self.summaries = SummarizeFlow(self)  # the chips' Summarize (app/summarize_flow.py)
+        self.deletions = DeletionFlow(self)  # Undo, Recently Deleted, backups
         self.downloader = (
             downloader  # app.bridge.downloader.Downloader: the first-run download panel
         )
@@ -108,9 +135,12 @@ class MainWindow(QMainWindow):
             self.download_panel.modelReady.connect(self.load_model)
             self.welcome.set_download_panel(self.download_panel)
         self.refresh_sidebar()
-        if getattr(controller, "model_info", None) is not None:
+        if controller.model_info is not None:
             self._on_model_loaded(controller.model_info)
-        self._on_state(getattr(controller, "state", "none"))
+        self._on_state(controller.state)
+        self._show_location(settings)
+        if settings.api_enabled:
+            self._apply_api(settings)
         self._restore_geometry()
 
     # -- setup
@@ -121,13 +151,6 @@ class MainWindow(QMainWindow):
         c.loadProgress.connect(self._on_load_progress)
         c.modelLoaded.connect(self._on_model_loaded)
         c.modelFailed.connect(self._on_model_failed)
-        c.prefillProgress.connect(self._on_prefill)
-        c.contextTrimmed.connect(self._on_trimmed)
-        c.chunk.connect(self._on_chunk)
-        c.finished.connect(self._on_finished)
-        c.failed.connect(self._on_failed)
-        # Only this window's answers move its meter (not a quick prompt's, app/quick_prompt.py).
-        c.contextUsage.connect(self._on_context_usage)
         s = self.sidebar
         s.newChatRequested.connect(self.new_chat)
         s.conversationSelected.connect(self.open_conversation)
@@ -139,6 +162,7 @@ class MainWindow(QMainWindow):
         self.chat_view.editSubmitted.connect(self.edit_and_resend)
         self.chat_view.regenerateRequested.connect(self.regenerate)
         self.welcome.openModelRequested.connect(self.choose_model_folder)
+        self.welcome.settingsRequested.connect(self.open_settings)
 
     # -- conversations
 
@@ -167,33 +191,21 @@ class MainWindow(QMainWindow):
             self.status.set_message(str(e), error=True)
             return
         streaming_id = None
-        s = self.answers.active
-        if s is not None and s.conversation_id == conversation_id:
+        a = self.answer
+        if a is not None and a.conversation_id == conversation_id:
             # The stored row lags by up to a checkpoint; show what has streamed so far.
-            streaming_id = s.answer_id
-            messages = [replace(m, content=s.text) if m.id == s.answer_id else m for m in messages]
+            streaming_id = a.answer_id
+            messages = [replace(m, content=a.text) if m.id == a.answer_id else m for m in messages]
         self.current_id = conversation_id
         if not self.sidebar.searching:
             self.sidebar.select_conversation(conversation_id)
         self.chat_view.show_conversation(conversation_id, messages, streaming_id)
+        self.summaries.decorate()  # "Continue summary" under a stopped one; its strip
         self.setWindowTitle(f"{title} — Nemo Chat")
-        self.status.set_trimmed(0)
-        self._show_context_estimate(conversation_id, messages)
         self._update_view()
-        if message_id is not None:
-            QTimer.singleShot(0, lambda: self.chat_view.scroll_to_message(message_id))
-
-    def _show_context_estimate(self, conversation_id: int, messages: list) -> None:
-        """The meter for a chat just opened: its prompt's tokens (pure tiktoken, no MLX)."""
-        count = getattr(self.controller, "count_chat_tokens", None)
-        prompt = self._prompt(conversation_id, messages)
-        if prompt and prompt[-1]["role"] == "assistant":
-            prompt.append({"role": "user", "content": ""})  # a chat must end with the user
-        try:
-            used = count(prompt) if count and prompt else 0
-        except Exception:  # no model loaded: no tokenizer to count with
-            used = 0
-        self.status.set_context(used, self.settings.num_ctx)
+        if message_id is not None:  # a search hit: scrolled to and highlighted
+            terms = search_terms(self.sidebar.query()) if self.sidebar.searching else []
+            self.chat_view.scroll_to_message(message_id, highlight=True, terms=terms)
 
     def rename_conversation(self, conversation_id: int, title: str) -> None:
         self.store.rename_conversation(conversation_id, title)
@@ -201,12 +213,13 @@ class MainWindow(QMainWindow):
             self.setWindowTitle(f"{title} — Nemo Chat")
 
     def delete_conversation(self, conversation_id: int) -> None:
-        a = self.answers.active
+        a = self.answer
         if a is not None and a.conversation_id == conversation_id:
-            self.controller.stop()
-            self.answers.abandon()  # its row goes with the chat; late signals are ignored
-            self.chat_view.set_busy(False)
-        self.store.delete_conversation(conversation_id)
+            self.answer = None
+            a.abandon()  # its row goes with the chat; its job stops
+            self._set_generating(False)
+        self.store.delete_conversation(conversation_id)  # to Recently Deleted: undoable
+        self.deletions.deleted(conversation_id)
         if conversation_id == self.current_id:
             self.new_chat()
         self.refresh_sidebar()
@@ -221,7 +234,7 @@ class MainWindow(QMainWindow):
 
     @property
     def generating(self) -> bool:
-        return self.answers.active is not None
+        return self.answer is not None
 
     def send_message(self, text: str) -> None:
         try:
@@ -234,139 +247,134 @@ class MainWindow(QMainWindow):
         text = text.strip()
         if not text or self.generating:
             return
-        state = getattr(self.controller, "state", "none")
-        if state != "ready":
+        state = self.controller.state
+        if state != EngineState.READY:
             self.composer.set_text(text)  # keep what was typed
-            why = NOT_READY.get(state, NOT_READY["none"])
-            self.status.set_message(why, error=True)
+            self.status.set_message(NOT_READY.get(state, NOT_READY[EngineState.NONE]), True)
             return
         attachments = self.documents.for_send(text)
         if attachments is None:  # one is still being read or does not fit: the text is kept
             return
-        if self.current_id is None:
-            self.current_id = self.store.create_conversation(
-                system_prompt=self.settings.system_prompt or None
-            ).id
-            self.chat_view.show_conversation(self.current_id, [])
-        message = self.store.add_message(self.current_id, "user", text, attachments=attachments)
+        self.show_question(self.store.add_question(
+            self.current_id, text, attachments, system_prompt=self.settings.system_prompt
+        ))  # fmt: skip
         self.documents.sent()
-        title = self.store.auto_title(self.current_id)
+        self.start_answer(self.current_id)  # type: ignore[arg-type]
+
+    def show_question(self, message: Message) -> None:
+        """A user message just stored (by send or Summarize): its chat opens, titled."""
+        if self.current_id != message.conversation_id:
+            self.current_id = message.conversation_id
+            self.chat_view.show_conversation(self.current_id, [])
+        title = self.store.get_conversation(message.conversation_id).title
         self.setWindowTitle(f"{title} — Nemo Chat")
         self.chat_view.add_message(message)
-        self._start_answer(self.current_id)
         self.refresh_sidebar()
 
-    def _start_answer(self, conversation_id: int, request: Any = None) -> None:
-        """request() -> rid asks for the answer; a chat reply unless given (a summary)."""
-        history = self.store.messages(conversation_id)
-        answer = self.answers.begin(conversation_id)
-        if conversation_id == self.current_id:
-            self.chat_view.add_message(answer)
+    def start_answer(
+        self, conversation_id: int, make_job: Callable[[], QtJob] | None = None
+    ) -> Answer:
+        """The next answer of the chat: a chat reply, unless make_job asks for another (a
+        summary). The lifecycle (app.chat.answer) stores it; this shows it."""
+        answer = Answer(self.store, conversation_id, self._save_failed, self)
+        self.answer = answer
+        row = answer.begin()
+        if conversation_id == self.current_id and row is not None:
+            self.chat_view.add_message(row)
             self.chat_view.set_streaming_note("Thinking…")
-        self.status.set_trimmed(0)
+        self.context.answer_started(conversation_id)
         self._set_generating(True)
-        if request is not None:
-            self.answers.active.rid = request()
-            return
-        self.answers.active.rid = self.controller.send(
-            conversation_id, self._prompt(conversation_id, history), self.settings
-        )
+        answer.prefill.connect(lambda done, total: self._on_prefill(answer, done, total))
+        answer.textChanged.connect(lambda text: self._on_text(answer, text))
+        answer.trimmed.connect(lambda dropped: self._on_trimmed(answer, dropped))
+        answer.ended.connect(lambda message: self._on_ended(answer, message))
+        if make_job is None:
+            prompt = self._prompt(conversation_id, self.store.messages(conversation_id))
+            settings, key = self.settings, chat_key(conversation_id)  # its own KV cache
+            make_job = lambda: self.controller.send(prompt, settings, key=key)  # noqa: E731
+        answer.start(make_job)
+        return answer
 
-    def _prompt(self, conversation_id: int, history: list) -> list[dict[str, str]]:
-        """The chat for the model: a system prompt, then every exchange that said something."""
+    def _prompt(self, conversation_id: int, history: list[Message]) -> list[dict[str, str]]:
+        """The chat for the model (app.chat.prompt): documents that fit go in whole."""
         conv = self.store.get_conversation(conversation_id)
-        system = conv.system_prompt or self.settings.system_prompt
-        out = [{"role": "system", "content": system}] if system else []
         budget = prompt_budget(self.settings.num_ctx, self.settings.max_tokens)
-        for m in history:
-            if m.role in ("user", "assistant") and m.status != "failed" and m.content.strip():
-                # Documents go in full; one too long for the context only as a note (see there).
-                content = prompt_content(m.content, m.attachments, budget)
-                out.append({"role": m.role, "content": content})
-        return out
+        return build_prompt(conv.system_prompt or self.settings.system_prompt, history, budget)
 
     def stop(self) -> None:
-        """Immediate: the controller sets the cancel Event from this thread."""
-        if self.generating:
-            self.controller.stop()
+        """Immediate: the answer's job Event is set from this thread."""
+        if self.answer is not None:
+            self.answer.stop()
 
-    def _on_chunk(self, rid: int, text: str) -> None:
-        s = self.answers.matching(rid)
-        if s is None:
-            return
-        if not s.text:
-            self.status.set_state("generating")  # prefill is over: "Reading…" → "Writing…"
-        s.text += text
-        if s.conversation_id == self.current_id:
-            self.chat_view.stream_text(s.answer_id, s.text)
-
-    def _on_prefill(self, rid: int, done: int, total: int) -> None:
-        s = self.answers.matching(rid)
-        if s is None:
-            return
-        text = f"Reading {done:,} / {total:,} tokens…"
-        self.status.set_prefill(done, total)
-        if s.conversation_id == self.current_id and not s.text:
-            self.chat_view.set_streaming_note(text)
-
-    def _on_context_usage(self, used: int, num_ctx: int) -> None:
-        if self.generating:
-            self.status.set_context(used, num_ctx)
-
-    def _on_trimmed(self, rid: int, dropped: int, prompt_tokens: int, num_ctx: int) -> None:
-        s = self.answers.matching(rid)
-        if s is not None and s.conversation_id == self.current_id:
-            self.status.set_trimmed(dropped)
-
-    def _on_finished(self, rid: int, stats: Any) -> None:
-        s = self.answers.matching(rid)
-        if s is None:
-            return
-        stopped = getattr(stats, "finish_reason", "stop") == "cancelled"
-        stats_dict = dataclasses.asdict(stats) if dataclasses.is_dataclass(stats) else stats
-        self._finish("stopped" if stopped else "complete", stats_dict, None)
-
-    def _on_failed(self, rid: int, message: str) -> None:
-        s = self.answers.matching(rid)
-        if s is None:
-            return
-        self._finish("failed", None, message)
+    def _save_failed(self, message: str) -> None:
         self.status.set_message(message, error=True)
 
-    def _finish(self, status: str, stats: Any, error: str | None) -> None:
-        conversation_id = self.answers.active.conversation_id
-        message = self.answers.finish(status, stats, error)
-        if conversation_id == self.current_id:
+    def _on_text(self, answer: Answer, text: str) -> None:
+        self.status.set_state(EngineState.GENERATING)  # prefill is over: "Reading…" → "Writing…"
+        if answer.conversation_id == self.current_id and answer.answer_id is not None:
+            self.chat_view.stream_text(answer.answer_id, text)
+
+    def _on_prefill(self, answer: Answer, done: int, total: int) -> None:
+        self.status.set_prefill(done, total)
+        if answer.conversation_id == self.current_id and not answer.text:
+            self.chat_view.set_streaming_note(f"Reading {done:,} / {total:,} tokens…")
+
+    def _on_trimmed(self, answer: Answer, dropped: int) -> None:
+        self.context.engine_trimmed(answer.conversation_id, dropped)  # divider + status
+
+    def _on_ended(self, answer: Answer, message: Any) -> None:
+        if self.answer is answer:
+            self.answer = None
+        if answer.conversation_id is None:
+            return  # abandoned: its chat was deleted
+        if answer.conversation_id == self.current_id:
             self.chat_view.finish_streaming(message)
+            self.context.refresh()  # the chat as the next message will send it
+        if answer.status == MessageStatus.FAILED and answer.error:
+            self.status.set_message(answer.error, error=True)
         self._set_generating(False)
         self.refresh_sidebar()
 
     def _set_generating(self, generating: bool) -> None:
         self.chat_view.set_busy(generating)
+        self.menu_actions.stop.setEnabled(generating)  # Esc is free for others otherwise
         self._update_view()
+
+    def _install_stop_keys(self) -> None:
+        """Chat ▸ Stop answers to its own key and to Esc from anywhere in this window (not only
+        the composer), and only while an answer streams; dialogs and menus keep their Esc."""
+        stop = self.menu_actions.stop
+        stop.setShortcuts([*stop.shortcuts(), QKeySequence(Qt.Key.Key_Escape)])
+        stop.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        stop.setEnabled(self.generating)
 
     # -- edit and regenerate
 
     def edit_and_resend(self, message_id: int, text: str) -> None:
         """Replaces a user message and everything after it, then answers again."""
-        if self.generating or getattr(self.controller, "state", "") != "ready":
+        if self.generating or self.controller.state != EngineState.READY:
             return
         message = self.store.get_message(message_id)
         self.store.edit_message(message_id, text)
         self.store.delete_messages_from(message.conversation_id, message.position + 1)
         self.open_conversation(message.conversation_id)
-        summary = self.summaries.request_for(message.conversation_id)  # None: a chat reply
-        self._start_answer(message.conversation_id, summary)
+        self._answer_again(message.conversation_id)
 
     def regenerate(self, answer_id: int) -> None:
         """Replaces an answer (the last one) with a new one."""
-        if self.generating or getattr(self.controller, "state", "") != "ready":
+        if self.generating or self.controller.state != EngineState.READY:
             return
         message = self.store.get_message(answer_id)
         self.store.delete_messages_from(message.conversation_id, message.position)
         self.chat_view.remove_messages_from(answer_id)
-        summary = self.summaries.request_for(message.conversation_id)  # None: a chat reply
-        self._start_answer(message.conversation_id, summary)
+        self._answer_again(message.conversation_id)
+
+    def _answer_again(self, conversation_id: int) -> None:
+        # A chat that ends with "Summarize <name>" and its document is summarized again.
+        summary = self.summaries.request_for(conversation_id)
+        answer = self.start_answer(conversation_id, summary)
+        if summary is not None:
+            self.summaries.follow(answer)
 
     # -- model and settings
 
@@ -378,7 +386,8 @@ class MainWindow(QMainWindow):
             self.load_model(folder)
 
     def load_model(self, path: str) -> None:
-        self.apply_settings(replace(self.settings, model_dir=path), load=False)
+        self._loading_path = path  # remembered if it fails: not retried at the next start
+        self.apply_settings(replace(self.settings, model_dir=path, backend="local"), load=False)
         self.welcome.set_status(f"Loading {Path(path).name}…")
         self.controller.load_model(path)
 
@@ -386,6 +395,13 @@ class MainWindow(QMainWindow):
         dialog = SettingsDialog(self.settings, self.controller.plan_memory, self)
         if self.downloader is not None:  # models on disk: use, reveal, delete
             dialog.add_models_page(ModelsPage(self.downloader.library, self.settings.model_dir))
+        info = self.controller.model_info
+        limit = info.max_context if info is not None and not info.local else None
+        backend = BackendSettings(self.settings, self.backend.lister, self.backend.error, limit)
+        dialog.add_section(backend, first=True)
+        apply_api = lambda values: self.api.apply(replace(self.settings, **values))  # noqa: E731
+        dialog.add_section(ApiSettings(self.settings, apply_api, self.api.status()))
+        dialog.add_section(CacheSettingsView(self.settings, self.caches))
         return dialog
 
     def open_settings(self) -> None:
@@ -397,19 +413,59 @@ class MainWindow(QMainWindow):
         """Saves and applies settings; num_ctx and KV bits change without reloading weights."""
         old, self.settings = self.settings, new
         save_settings(new, self._qsettings)
-        if new.num_ctx != old.num_ctx:
-            self.controller.set_num_ctx(new.num_ctx)
-        if new.kv_bits != old.kv_bits:
-            self.controller.set_kv_bits(new.kv_bits)
-        if load and new.model_dir and new.model_dir != old.model_dir:
-            self.load_model(new.model_dir)
+        if load:  # this computer's model folder, or a server (app.bridge.backend_control)
+            self.backend.apply(old, new, self.load_model)
+        self._apply_api(new)
+        self.caches.apply(new)  # budget and off switch, at once on the engine thread
+        self._show_location(new)
         self.documents.update_budget()
         self.settingsChanged.emit(new)
 
+    def start_model(self, model_dir: str | None = None) -> None:
+        """At launch: the folder given, else the server or the folder the settings name."""
+        if model_dir is None and self.settings.backend == "server" and self.settings.server_url:
+            self.welcome.set_status(f"Connecting to {location_of(self.settings)}…")
+            self.backend.connect_server(self.settings)
+        elif model_dir:
+            self.load_model(model_dir)
+        elif self.settings.model_dir:
+            failed = self.failed_model()
+            if failed is not None and failed[0] == self.settings.model_dir:
+                # It failed last time: not again at every start, only when the user picks it.
+                name = Path(failed[0]).name or failed[0]
+                self.welcome.set_status(
+                    f"{name} did not load last time: {failed[1]} Open a model folder to try again.",
+                    error=True,
+                )
+                return
+            self.load_model(self.settings.model_dir)
+
+    def failed_model(self) -> tuple[str, str] | None:
+        """The model folder that failed to load last time, and why (kept across starts)."""
+        path = self._qsettings.value(FAILED_MODEL_KEY, "")
+        if not path:
+            return None
+        return str(path), str(self._qsettings.value(FAILED_MODEL_KEY + "Message", ""))
+
+    def _apply_api(self, settings: ChatSettings) -> None:
+        error = self.api.apply(settings)
+        if error:
+            self.status.set_message(f"Local API: {error}", error=True)
+
+    def _show_location(self, settings: ChatSettings) -> None:
+        """Privacy: which machine runs the model, before it is even connected."""
+        where = location_of(settings)
+        self.status.set_location(runs_on(where))
+        self.welcome.set_remote(where if settings.backend == "server" else None)
+
     def _on_state(self, state: str) -> None:
-        if state != "generating" or self.generating:
+        if state != EngineState.GENERATING or self.generating:
             self.status.set_state(state)
-        self.welcome.set_loading(state == "loading")
+        self.welcome.set_loading(state == EngineState.LOADING)
+        if state in (EngineState.LOADING, EngineState.READY) and self.welcome.status.property(
+            "error"
+        ):
+            self.welcome.set_status("")  # an old failure is stale once a model loads
         self._update_view()
 
     def _on_load_progress(self, done: int, total: int) -> None:
@@ -418,24 +474,29 @@ class MainWindow(QMainWindow):
             self.welcome.set_status(f"Loading model… {100 * done // total}%")
 
     def _on_model_loaded(self, info: Any) -> None:
-        name = getattr(info, "name", None) or Path(self.settings.model_dir or "model").name
-        self.status.model_name = str(name)
-        self.status.set_state("ready")
+        self.status.set_location(runs_on(info.location), info.path)
+        self.status.model_name = info.name or Path(self.settings.model_dir or "model").name
+        self.status.set_state(EngineState.READY)
         self.welcome.set_status("")
+        self._qsettings.remove(FAILED_MODEL_KEY)
+        self._qsettings.remove(FAILED_MODEL_KEY + "Message")
         self._update_view()
 
     def _on_model_failed(self, message: str) -> None:
+        path = getattr(self, "_loading_path", None)
+        if path:
+            self._qsettings.setValue(FAILED_MODEL_KEY, path)
+            self._qsettings.setValue(FAILED_MODEL_KEY + "Message", message)
         self.welcome.set_status(message, error=True)
         self.status.set_message(message, error=True)
         self._update_view()
 
     def _update_view(self) -> None:
         """Welcome page without a model (unless a past chat is open); the chat otherwise."""
-        state = getattr(self.controller, "state", "none")
-        ready = state in ("ready", "generating")
+        ready = self.controller.state in (EngineState.READY, EngineState.GENERATING)
         show_chat = ready or self.current_id is not None or self.generating
         self.stack.setCurrentWidget(self._chat_page if show_chat else self.welcome)
-        a = self.answers.active
+        a = self.answer
         here = a is not None and a.conversation_id == self.current_id
         self.composer.set_generating(here)
         if self.generating and not here:
@@ -456,7 +517,7 @@ class MainWindow(QMainWindow):
             return
         title = self.store.get_conversation(self.current_id).title
         path, _ = QFileDialog.getSaveFileName(
-            self, "Export chat", str(Path.home() / f"{title}.md"), "Markdown (*.md)"
+            self, "Export chat", str(Path.home() / export_file_name(title)), "Markdown (*.md)"
         )
         if path:
             try:
@@ -480,9 +541,8 @@ class MainWindow(QMainWindow):
             event.ignore()
             self.hide()
             return
-        if self.answers.active is not None:
-            self.controller.stop()
-            self._finish("stopped", None, None)
+        if self.answer is not None:
+            self.answer.stop(now=True)
         self._qsettings.setValue("window/geometry", self.saveGeometry())
         self._qsettings.setValue("window/splitter", self.splitter.saveState())
         super().closeEvent(event)

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from engine.config import ModelConfig
 from engine.events import Event
-from engine.generate import SamplingSettings
+from engine.sampling import SamplingSettings
 
 MAX_CONTEXT = 131_072  # Nemo's trained context; its config says 1,024,000
 

@@ -116,3 +116,32 @@ def load_config(model_dir: str | Path) -> ModelConfig:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ConfigError(f"{path}: cannot be read as JSON ({e})") from e
     return ModelConfig.from_dict(d, source=str(path))
+
+
+# Mistral-Nemo-Instruct-2407's config.json (DESIGN "The model"): the memory estimate before any
+# model is loaded, and the shape the random test checkpoints (engine.synthetic) copy.
+NEMO_12B: dict[str, Any] = dict(
+    model_type="mistral",
+    architectures=["MistralForCausalLM"],
+    hidden_size=5120,
+    num_hidden_layers=40,
+    intermediate_size=14336,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=128,
+    rms_norm_eps=1e-5,
+    rope_theta=1_000_000.0,
+    max_position_embeddings=1_024_000,
+    sliding_window=None,
+    vocab_size=131072,
+    tie_word_embeddings=False,
+    bos_token_id=1,
+    eos_token_id=2,
+    hidden_act="silu",
+    torch_dtype="bfloat16",
+)
+
+
+def nemo_12b_config() -> ModelConfig:
+    """Mistral Nemo 12B's shape, without its files."""
+    return ModelConfig.from_dict(NEMO_12B, source="Mistral Nemo 12B")

@@ -9,39 +9,42 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import mlx.core as mx
-from mlx_lm.generate import generate_step, generation_stream, wired_limit
-from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
-from engine.events import Event, Finished, GenerationStats, PrefillProgress, TextChunk
+from engine.events import (
+    Event,
+    Finished,
+    FinishReason,
+    GenerationStats,
+    PrefillProgress,
+    TextChunk,
+)
+from engine.sampling import PREFILL_STEP, SamplingSettings
+from engine.stop_strings import StopStrings
 from engine.tokenizer import TekkenTokenizer
-
-PREFILL_STEP = 2048  # mlx-lm's prefill_step_size
-# Quantized-KV attention materializes chunk x cache scores even on Metal: smaller chunks.
-QUANTIZED_PREFILL_STEP = 512
-
-
-def prefill_step_for(kv_bits: int | None) -> int:
-    return PREFILL_STEP if kv_bits is None else QUANTIZED_PREFILL_STEP
-
+from engine.wired import wired_limit
 
 PENALTY_CONTEXT = 64  # prompt tail the repetition penalty sees (it looks at the last 20)
 
 
-@dataclass(frozen=True)
-class SamplingSettings:
-    temperature: float = 0.3  # Mistral's recommendation for Nemo
-    top_p: float = 1.0
-    max_tokens: int = 1024
-    repetition_penalty: float | None = None
-    seed: int | None = None
+def _mlx_lm_generate() -> tuple[Any, Any]:
+    """mlx-lm's generate_step and generation_stream, imported on first use: mlx_lm imports
+    transformers (seconds), and `engine.generate`'s settings are needed before that (the app)."""
+    from mlx_lm.generate import generate_step, generation_stream
+
+    return generate_step, generation_stream
 
 
 def _logits_processors(settings: SamplingSettings, prompt_tail: mx.array) -> list[Any]:
-    processors = make_logits_processors(repetition_penalty=settings.repetition_penalty)
+    from mlx_lm.sample_utils import make_logits_processors  # lazy: see _mlx_lm_generate
+
+    processors = make_logits_processors(
+        repetition_penalty=settings.repetition_penalty,
+        presence_penalty=settings.presence_penalty,
+        frequency_penalty=settings.frequency_penalty,
+    )
     # generate_step sees only the last prompt token; give the penalty the prompt's tail too.
     return [lambda toks, logits, p=p: p(mx.concat([prompt_tail, toks]), logits) for p in processors]
 
@@ -55,7 +58,7 @@ def prefill(
 ) -> Iterator[PrefillProgress]:
     """Feed `tokens` into the cache in chunks, yielding progress; stops early when cancelled."""
     done, total = 0, len(tokens)
-    with mx.stream(generation_stream):
+    with mx.stream(_mlx_lm_generate()[1]):
         while done < total:
             if cancel is not None and cancel.is_set():
                 return
@@ -77,11 +80,13 @@ def stream_tokens(
     fed: list[int] | None = None,
     reused_tokens: int = 0,
     prefill_step: int = PREFILL_STEP,
+    kv_bytes: int = 0,
 ) -> Iterator[Event]:
     """Generate from `prompt` (new tokens only) on top of `cache` (holding `reused_tokens`).
 
     Appends every token that enters the cache to `fed`, so a session knows what the cache holds.
-    Yields PrefillProgress, TextChunk, and one Finished with the stats.
+    Yields PrefillProgress, TextChunk, and one Finished with the stats. `kv_bytes`: the memory
+    plan's KV cache for the active num_ctx, wired with the weights on Metal (engine.wired).
     """
     if not prompt:
         raise ValueError("empty prompt: at least one new token is needed")
@@ -90,10 +95,12 @@ def stream_tokens(
         mx.random.seed(settings.seed)
     mx.reset_peak_memory()
     start = time.perf_counter()
-    generated, first_token_at, reason = 0, None, "length"
+    generated, first_token_at = 0, None
+    reason: FinishReason = "length"
     detokenizer = tokenizer.detokenizer()
+    stops = StopStrings(settings.stop)
 
-    def finish(reason: str) -> Finished:
+    def finish(reason: FinishReason) -> Finished:
         now = time.perf_counter()
         ttft = (first_token_at or now) - start
         decode_s = now - (first_token_at or now)
@@ -111,7 +118,11 @@ def stream_tokens(
             )
         )
 
-    with wired_limit(model, [generation_stream]):
+    # Wires weights + kv_bytes (the plan's KV cache; 0: weights only) + a margin, not the maximum.
+    from mlx_lm.sample_utils import make_sampler
+
+    generate_step, generation_stream = _mlx_lm_generate()
+    with wired_limit(model, kv_bytes, [generation_stream]):
         # All but the last prompt token go through our chunked prefill.
         done = 0
         for progress in prefill(model, prompt[:-1], cache, cancel, prefill_step):
@@ -141,15 +152,18 @@ def stream_tokens(
                     reason = "stop"
                     break
                 generated += 1
-                text = detokenizer.add(token)
+                text = stops.add(detokenizer.add(token))
                 if text:
                     yield TextChunk(text)
+                if stops.hit:  # the cache keeps the stop string's tokens: `fed` lists them
+                    reason = "stop"
+                    break
                 if cancel is not None and cancel.is_set():
                     reason = "cancelled"
                     break
         finally:
             steps.close()
-    rest = detokenizer.flush()
+    rest = stops.add(detokenizer.flush()) + stops.flush()
     if rest:
         yield TextChunk(rest)
     yield finish(reason)

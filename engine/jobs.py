@@ -110,9 +110,8 @@ class Job:
 
     # --- called by the engine thread (engine.service) ---
 
-    def _execute(self) -> None:
-        from engine.errors import failure_of
-
+    def _execute(self, failure_of: Callable[[Exception], JobFailed]) -> None:
+        """Run the job; `failure_of` turns what it raises into the owner's JobFailed."""
         if self.cancel.is_set():
             self._end(JobDone(None, cancelled=True), JobState.CANCELLED)
             return

@@ -11,16 +11,21 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-import mlx.core as mx
-from mlx_lm.models.cache import KVCache, QuantizedKVCache
-
 from engine.config import ModelConfig
-from engine.generate import prefill_step_for
+from engine.sampling import prefill_step_for
 from engine.units import gb
 
+
+def _mx():  # noqa: ANN202 - mlx.core, imported on first use: plans for a server need no MLX
+    import mlx.core as mx
+
+    return mx
+
+
 # mlx-lm's caches grow in whole steps of 256 tokens, so a cache holds round_up(tokens, 256).
-KV_STEP = KVCache.step
-assert QuantizedKVCache.step == KV_STEP
+# KVCache.step, written out: importing mlx_lm loads transformers (seconds) and the app's window
+# must not wait for it (tests/app/test_main_startup.py checks the two agree).
+KV_STEP = 256
 
 KV_BITS = (8, 4, 2)  # powers of two pack exactly into mlx-lm's uint32 words
 NEMO_PARAMETERS = 12_247_782_400
@@ -28,6 +33,9 @@ NEMO_4BIT_WEIGHTS_BYTES = NEMO_PARAMETERS * 9 // 16  # 4-bit g64: 0.5625 B/param
 # Keep 10% back: the plan counts MLX's arrays only, not Python, Qt, MLX's buffer cache and
 # allocator rounding, nor the other apps that the OS will not page out for us.
 MARGIN_FRACTION = 0.10
+# Idle conversation caches may use what the plan leaves, less this share of what is available:
+# freeing a cache is cheap, swapping is not.
+CACHE_MARGIN_FRACTION = 0.05
 # Metal's fused attention kernel (steel attention) handles prefill for these head dims; it never
 # materializes the scores. mlx-lm's quantized-KV attention and the CPU fallback always do.
 FUSED_HEAD_DIMS = (64, 80, 128)
@@ -69,12 +77,12 @@ def cache_tokens(num_ctx: int) -> int:
 
 
 def fused_attention_available(config: ModelConfig) -> bool:
-    return mx.metal.is_available() and config.head_dim in FUSED_HEAD_DIMS
+    return _mx().metal.is_available() and config.head_dim in FUSED_HEAD_DIMS
 
 
 def activation_dtype_bytes() -> int:
     """The engine computes in float32 on the CPU backend and in the checkpoint's 16-bit dtype on a GPU."""
-    return 4 if mx.default_device().type == mx.cpu else 2
+    return 4 if _mx().default_device().type == _mx().cpu else 2
 
 
 def _ctx_label(n: int) -> str:
@@ -98,6 +106,11 @@ class MemoryPlan:
     available_bytes: int
     fits: bool
     headroom: int  # available - total; negative when it does not fit
+
+    @property
+    def cache_budget_bytes(self) -> int:
+        """Bytes idle conversations' KV caches may keep in memory beside this plan."""
+        return cache_budget(self)
 
     def kv_label(self) -> str:
         if self.kv_bits is not None:
@@ -168,6 +181,12 @@ def plan(
         fits=total <= available,
         headroom=available - total,
     )
+
+
+def cache_budget(plan: MemoryPlan, margin_fraction: float = CACHE_MARGIN_FRACTION) -> int:
+    """What is left after weights, the active num_ctx's KV and working buffers, less a margin:
+    the byte budget for caches of conversations not in use (engine.cache_store); never negative."""
+    return max(0, plan.headroom - int(plan.available_bytes * margin_fraction))
 
 
 def largest_num_ctx(
@@ -280,7 +299,7 @@ def bits_that_fit(
 
 def _device_info() -> dict[str, Any]:
     # mx.device_info() (what mlx-lm's wired_limit uses) is new; older MLX has mx.metal.device_info().
-    for get in (getattr(mx, "device_info", None), getattr(mx.metal, "device_info", None)):
+    for get in (getattr(_mx(), "device_info", None), getattr(_mx().metal, "device_info", None)):
         try:
             info = dict(get()) if get is not None else {}
         except Exception:  # no GPU, or an MLX that cannot describe it
@@ -311,11 +330,11 @@ def _mem_available_linux() -> int | None:
 def _held_by_mlx() -> int:
     # What this process's MLX already holds (loaded weights, caches) is ours to plan, though the
     # OS counts it as used: add it back so that loaded weights are not counted twice.
-    return mx.get_active_memory() + mx.get_cache_memory()
+    return _mx().get_active_memory() + _mx().get_cache_memory()
 
 
 def _cuda_available() -> bool:
-    cuda = getattr(mx, "cuda", None)
+    cuda = getattr(_mx(), "cuda", None)
     return bool(cuda and cuda.is_available())
 
 
@@ -323,7 +342,7 @@ def available_memory() -> int:
     """Bytes the model may use on this machine, less MARGIN_FRACTION."""
     info = _device_info()
     ram = _total_ram()
-    if mx.metal.is_available() and info.get("max_recommended_working_set_size"):
+    if _mx().metal.is_available() and info.get("max_recommended_working_set_size"):
         # Unified memory: Metal's recommended working set is what the GPU may keep resident.
         raw = min(
             x for x in (info["max_recommended_working_set_size"], info.get("memory_size"), ram) if x
@@ -340,3 +359,28 @@ def available_memory() -> int:
     if not raw:
         raise RuntimeError("cannot tell how much memory this machine has")
     return int(raw * (1 - MARGIN_FRACTION))
+
+
+def batch_size_that_fits(
+    config: ModelConfig,
+    weights_bytes: int,
+    ctx_tokens: int,
+    kv_bits: int | None = None,
+    *,
+    available: int | None = None,
+    max_batch: int = 8,
+    **plan_kwargs: Any,
+) -> int:
+    """How many sequences of `ctx_tokens` (prompt + answer) one batched generation may run:
+    weights + B x (KV cache + working memory) within `available`; 0 when not even one fits.
+
+    Each sequence has its own cache; a batched prefill chunk is B chunks at once, so the working
+    memory is counted B times too (an upper bound)."""
+    if available is None:
+        available = available_memory()
+    one = plan(config, weights_bytes, ctx_tokens, kv_bits, available=available, **plan_kwargs)
+    per_sequence = one.kv_bytes + one.working_bytes
+    room = available - weights_bytes
+    if room < per_sequence:
+        return 0
+    return int(min(max_batch, room // per_sequence))

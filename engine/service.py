@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.backend import Backend, ChatRequest, CompletionRequest, ModelInfo
-from engine.errors import NoModel
+from engine.errors import NoModel, failure_of
 from engine.events import Finished, GenerationStats
 from engine.jobs import Job, JobState, Sink
 
@@ -39,6 +39,7 @@ class Activity:
 
 
 _STOP = object()  # the queue's end marker
+IDLE_TICK_S = 30.0  # with nothing queued this long, the backend's idle() runs (cache snapshots)
 
 
 class EngineService:
@@ -128,6 +129,20 @@ class EngineService:
             sink,
         )
 
+    def summarize(self, request: Any, sink: Sink | None = None) -> Job:
+        """Summarize long documents (engine.docs.summary_jobs.SummaryRequest); events: the
+        run's (SummaryPlan, PartStarted/PartDone, CombineStarted, TextChunk, SummaryDone);
+        result: GenerationStats of everything generated."""
+        from engine.docs.summary_jobs import run_job
+
+        return self.submit("summary", lambda job: run_job(self, request, job), sink)
+
+    def ask(self, request: Any, sink: Sink | None = None) -> Job:
+        """A question over every part of long documents (engine.docs.summary_jobs.AskRequest)."""
+        from engine.docs.summary_jobs import run_job
+
+        return self.submit("ask", lambda job: run_job(self, request, job), sink)
+
     def forget(self, key: str) -> Job:
         """A conversation was deleted: drop its cache (and its snapshot on disk)."""
 
@@ -196,7 +211,11 @@ class EngineService:
 
     def _loop(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=IDLE_TICK_S)
+            except queue.Empty:
+                self._idle()
+                continue
             if item is _STOP:
                 break
             job: Job = item
@@ -205,7 +224,7 @@ class EngineService:
                 self._running = job
             self._notify()
             try:
-                job._execute()
+                job._execute(failure_of)
             finally:
                 with self._lock:
                     self._running = None
@@ -215,8 +234,18 @@ class EngineService:
             item = self._queue.get_nowait()
             if item is not _STOP:
                 item.stop()
-                item._execute()
+                item._execute(failure_of)
         self._set_backend(None)
+        _release_thread_streams()
+
+    def _idle(self) -> None:
+        """Nothing queued for a while: let the backend do its background chores (snapshots)."""
+        idle = getattr(self._backend, "idle", None)
+        if idle is not None:
+            try:
+                idle()
+            except Exception:  # noqa: BLE001 - a chore must never stop the engine thread
+                log.warning("the backend's idle chores failed", exc_info=True)
 
     def _notify(self) -> None:
         if not self.activity_listeners:
@@ -227,6 +256,18 @@ class EngineService:
                 listener(activity)
             except Exception:  # noqa: BLE001
                 log.warning("activity listener failed", exc_info=True)
+
+
+def _release_thread_streams() -> None:
+    """Destroy the MLX streams this thread made. MLX's streams are thread-local since 0.31:
+    left to thread and process teardown they abort the process at exit ("terminate called
+    without an active exception", mlx#3126); mx.clear_streams is the documented cleanup."""
+    import sys
+
+    mx = sys.modules.get("mlx.core")  # a remote-only engine never imported MLX
+    clear = getattr(mx, "clear_streams", None)
+    if clear is not None:
+        clear()
 
 
 def _prepare_tokenizer(job: Job) -> None:

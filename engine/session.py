@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,8 @@ from mlx_lm.models.cache import QuantizedKVCache, can_trim_prompt_cache, trim_pr
 from mlx_lm.utils import common_prefix_len
 
 from engine.events import ContextTrimmed, Event
-from engine.generate import SamplingSettings, prefill_step_for, stream_tokens
+from engine.generate import stream_tokens
+from engine.sampling import SamplingSettings, prefill_step_for
 
 if TYPE_CHECKING:
     from engine import Engine
@@ -57,6 +59,27 @@ def _flat(exchanges: list[list[dict[str, str]]]) -> list[dict[str, str]]:
     return list(chain.from_iterable(exchanges))
 
 
+@dataclass
+class CacheState:
+    """What a conversation keeps between turns; engine.cache_store holds these per key."""
+
+    cache: list[Any] | None = None
+    tokens: list[int] = field(default_factory=list)  # exactly what the cache holds
+    skip: int = 0  # exchanges left out last turn: keeps the prefix stable at capacity
+
+    def clear(self) -> None:
+        self.cache, self.tokens, self.skip = None, [], 0
+
+    def kv_bits(self) -> int | None:
+        """The cache's KV precision (None: fp or no cache)."""
+        first = self.cache[0] if self.cache else None
+        return first.bits if isinstance(first, QuantizedKVCache) else None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(c.nbytes for c in self.cache) if self.cache else 0
+
+
 class ChatSession:
     def __init__(
         self,
@@ -65,14 +88,29 @@ class ChatSession:
         kv_bits: int | None = None,
         prefill_step: int | None = None,
         available_bytes: int | None = None,
+        state: CacheState | None = None,
     ):
         self.engine = engine
         self._prefill_step = prefill_step
         self.available_bytes = available_bytes
         self.num_ctx, self.kv_bits = self._checked(num_ctx, kv_bits)
-        self._cache: list[Any] | None = None
-        self._tokens: list[int] = []  # exactly what the cache holds
-        self._skip = 0  # exchanges left out last turn: keeps the prefix stable at capacity
+        self.state = CacheState()
+        if state is not None:
+            self.adopt(state)
+
+    # The state's fields, under the names this class has always used.
+    _cache = property(lambda s: s.state.cache, lambda s, v: setattr(s.state, "cache", v))
+    _tokens = property(lambda s: s.state.tokens, lambda s, v: setattr(s.state, "tokens", v))
+    _skip = property(lambda s: s.state.skip, lambda s, v: setattr(s.state, "skip", v))
+
+    def adopt(self, state: CacheState) -> None:
+        """Continue from a stored state (shared, updated in place); one that cannot serve this
+        session's num_ctx or KV bits is cleared."""
+        self.state = state
+        if state.cache is not None and (
+            state.kv_bits() != self.kv_bits or len(state.tokens) > self.num_ctx
+        ):
+            state.clear()
 
     def _step_for(self, kv_bits: int | None) -> int:
         return self._prefill_step or prefill_step_for(kv_bits)
@@ -93,7 +131,7 @@ class ChatSession:
         if num_ctx < 256:
             raise ValueError(f"num_ctx must be at least 256 tokens, got {num_ctx}")
         e = self.engine
-        check(
+        self.memory_plan = check(
             e.config,
             e.weights_bytes,
             num_ctx,
@@ -117,7 +155,7 @@ class ChatSession:
             self.reset()  # a cache of another precision cannot be reused
 
     def reset(self) -> None:
-        self._cache, self._tokens, self._skip = None, [], 0
+        self.state.clear()
 
     def _make_cache(self) -> list[Any]:
         model = self.engine.model

@@ -14,29 +14,10 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from engine.config import ModelConfig
+from engine.config import NEMO_12B, ModelConfig
 from engine.model import Model
 
-NEMO = dict(
-    model_type="mistral",
-    architectures=["MistralForCausalLM"],
-    hidden_size=5120,
-    num_hidden_layers=40,
-    intermediate_size=14336,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    head_dim=128,
-    rms_norm_eps=1e-5,
-    rope_theta=1_000_000.0,
-    max_position_embeddings=1_024_000,
-    sliding_window=None,
-    vocab_size=131072,
-    tie_word_embeddings=False,
-    bos_token_id=1,
-    eos_token_id=2,
-    hidden_act="silu",
-    torch_dtype="bfloat16",
-)
+NEMO = NEMO_12B  # the real shape; the presets below shrink it
 
 PRESETS: dict[str, dict] = {
     # head_dim 64 != 384 / 8 heads, like Nemo's 128 != 5120 / 32; 64 so the KV cache can quantize.

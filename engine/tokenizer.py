@@ -16,6 +16,7 @@ import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import tiktoken
 
@@ -136,7 +137,8 @@ def _build_tekken(path: Path, raw: bytes) -> TekkenTokenizer:
     return TekkenTokenizer(encoding, special_tokens, path=Path(path))
 
 
-def _special_tokens(path: Path, specials: object, num_special: int) -> tuple[str, ...]:
+def _special_tokens(path: Path, specials: Any, num_special: int) -> tuple[str, ...]:
+    # `specials` is raw JSON: a wrong shape raises TypeError/KeyError, reported below.
     if specials is None:
         names = list(DEFAULT_SPECIAL_TOKENS)
     else:

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -154,7 +155,7 @@ def load_model(
     total, done = sum(f.stat().st_size for f in files), 0
     for f in files:
         try:
-            arrays = model.sanitize(mx.load(str(f)))
+            arrays = model.sanitize(_load_shard(f))
             arrays = {
                 k: v.astype(dtype) if mx.issubdtype(v.dtype, mx.floating) else v
                 for k, v in arrays.items()
@@ -168,6 +169,11 @@ def load_model(
         if on_progress:
             on_progress(done, total)
     return model
+
+
+def _load_shard(path: Path) -> dict[str, mx.array]:
+    # A .safetensors file loads as a dict; mx.load's stub lists every format's return type.
+    return cast("dict[str, mx.array]", mx.load(str(path)))
 
 
 def weights_nbytes(model: nn.Module) -> int:
@@ -215,7 +221,7 @@ def convert(
         shards[0], pending = {}, 0
 
     for f in dict.fromkeys(i.file for i in infos.values()):
-        arrays = model.sanitize(mx.load(str(f)))
+        arrays = model.sanitize(_load_shard(f))
         for k, w in arrays.items():
             if cancel is not None and cancel.is_set():  # dst is left without config.json
                 raise Cancelled(f"conversion into {dst} cancelled")

@@ -10,22 +10,17 @@ module's engine names; they get Downloader and ModelLibrary objects handed in.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx2
-from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
-from engine.hub import download as hub
-from engine.hub.convert_flow import PullProgress, converted_dir_for, from_download, quantized_bytes
-from engine.hub.local_models import (
+from engine.hub.local_models import (  # files only (platformdirs): cheap at start
     LocalModel,
     delete_model,
     missing_files,
@@ -35,14 +30,41 @@ from engine.hub.local_models import (
 )
 from engine.memory import NEMO_4BIT_WEIGHTS_BYTES
 
+if TYPE_CHECKING:
+    from app.bridge.qt_job import QtJob
+    from engine.hub.download import DownloadProgress
+
 log = logging.getLogger(__name__)
 
-DEFAULT_REPO = hub.DEFAULT_REPO
-ORIGINAL_REPO = hub.ORIGINAL_REPO
+# The same ids as engine.hub.download's (tests/app/test_window_polish.py checks): that module
+# imports huggingface_hub and httpx (seconds on a busy machine), so it loads at the first
+# download, never before the window shows (issue 17 #13).
+DEFAULT_REPO = "mlx-community/Mistral-Nemo-Instruct-2407-4bit"
+ORIGINAL_REPO = "mistralai/Mistral-Nemo-Instruct-2407"
 DEFAULT_SIZE_BYTES = NEMO_4BIT_WEIGHTS_BYTES  # the label before the Hub has told us the real total
 ORIGINAL_SIZE_BYTES = 24_500_000_000  # five bf16 shards
 MARKER = "nemo-chat-download.json"  # in <model>/.cache: "a download started here", with its total
-Progress = PullProgress  # phase "download" | "convert", done, total, speed_bps, eta_s, detail
+
+
+def _hub() -> Any:
+    """engine.hub.download, imported on first use (HTTP clients: slow to import)."""
+    from engine.hub import download
+
+    return download
+
+
+def _flow() -> Any:
+    from engine.hub import convert_flow
+
+    return convert_flow
+
+
+def __getattr__(name: str) -> Any:
+    # Progress: engine.hub.convert_flow.PullProgress (phase "download" | "convert", done, total,
+    # speed_bps, eta_s, detail), resolved lazily like the module it lives in.
+    if name == "Progress":
+        return _flow().PullProgress
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -56,22 +78,6 @@ class Failure:
 class PartialDownload:
     done_bytes: int  # finished files plus partial files, as on disk now
     total_bytes: int | None  # None when the download never got as far as the first progress
-
-
-def failure_kind(error: hub.DownloadError) -> str:
-    """What went wrong, from the exception engine.hub.download wrapped into its message."""
-    cause = error.__cause__
-    status = getattr(getattr(cause, "response", None), "status_code", None)
-    if isinstance(cause, GatedRepoError) or status in (401, 403):
-        return "gated"
-    if isinstance(cause, httpx2.TransportError) or "offline mode" in str(error):
-        return "offline"
-    if isinstance(cause, RepositoryNotFoundError) or status == 404:
-        return "not_found"
-    full = isinstance(cause, OSError) and cause.errno == errno.ENOSPC
-    if full or ("free" in str(error) and "available at" in str(error)):
-        return "disk"
-    return "error"
 
 
 def sentence(text: str) -> str:
@@ -142,7 +148,7 @@ class _DownloadThread(QThread):
 
     def run(self) -> None:
         try:
-            path = hub.download(
+            path = _hub().download(
                 self.repo_id,
                 self.dest,
                 token=self.token,
@@ -151,10 +157,10 @@ class _DownloadThread(QThread):
                 allow_patterns=self.allow_patterns,
                 also_needed=self.also_needed,
             )
-        except hub.DownloadCancelled:
+        except _hub().DownloadCancelled:
             self.cancelled.emit("Download paused. What has arrived is kept.")
-        except hub.DownloadError as e:
-            self.failedWith.emit(Failure(failure_kind(e), sentence(str(e)), self.repo_id))
+        except _hub().DownloadError as e:
+            self.failedWith.emit(Failure(e.kind, sentence(str(e)), self.repo_id))
         except Exception as e:  # noqa: BLE001 - a message in the panel, never a crash
             log.warning("download of %s failed", self.repo_id, exc_info=True)
             message = f"The download failed: {type(e).__name__}: {e}"
@@ -163,12 +169,12 @@ class _DownloadThread(QThread):
             (path / ".cache" / MARKER).unlink(missing_ok=True)
             self.succeeded.emit(str(path))
 
-    def _on_progress(self, p: hub.DownloadProgress) -> None:
+    def _on_progress(self, p: DownloadProgress) -> None:
         if not self._marked:  # remember the total, so that a restart can say "2.1 of 6.9 GB"
             marker = self.dest / ".cache" / MARKER
             marker.write_text(json.dumps({"repo_id": self.repo_id, "total_bytes": p.total_bytes}))
             self._marked = True
-        self.progressed.emit(from_download(p))
+        self.progressed.emit(_flow().from_download(p))
 
 
 class Downloader(QObject):
@@ -190,16 +196,13 @@ class Downloader(QObject):
     ) -> None:
         super().__init__(parent)
         self.controller = controller  # EngineController: runs the MLX conversion
+        self._convert_job: QtJob | None = None
         self.library = library or ModelLibrary()
         self.repo_id, self.original_repo = repo_id, original_repo
         self._thread: _DownloadThread | None = None
         self._cancel = threading.Event()
         self._convert: tuple[int, int] | None = None  # (bits, group) while converting
         self._running = False
-        if controller is not None and hasattr(controller, "converted"):
-            controller.convertProgress.connect(self._on_convert_progress)
-            controller.converted.connect(self._on_converted)
-            controller.convertFailed.connect(self._on_convert_failed)
         app = QCoreApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)
@@ -226,25 +229,27 @@ class Downloader(QObject):
 
     def download(self, token: str | None = None) -> None:
         """Download (or resume) the default MLX 4-bit model."""
-        self._start(self.repo_id, token, hub.MLX_ALLOW_PATTERNS, None)
+        self._start(self.repo_id, token, _hub().MLX_ALLOW_PATTERNS, None)
 
     def download_and_convert(
         self, bits: int = 4, group_size: int = 64, token: str | None = None
     ) -> None:
         """Download (or resume) the bf16 original here, then quantize it on the engine thread."""
-        if self.controller is None or not hasattr(self.controller, "convert_model"):
+        if self.controller is None:
             raise RuntimeError("converting needs the engine controller")
         self._start(
             self.original_repo,
             token,
-            hub.ORIGINAL_ALLOW_PATTERNS,
-            lambda n: (quantized_bytes(n, bits, group_size), f"the {bits}-bit copy"),
+            _hub().ORIGINAL_ALLOW_PATTERNS,
+            lambda n: (_flow().quantized_bytes(n, bits, group_size), f"the {bits}-bit copy"),
             convert=(bits, group_size),
         )
 
     def cancel(self) -> None:
         """Stops the transfer (or the conversion) within a chunk; the partial files stay."""
         self._cancel.set()
+        if self._convert_job is not None:
+            self._convert_job.stop()
 
     def shutdown(self, timeout_ms: int = 10_000) -> bool:
         """Cancel and wait for the download thread (called when the app quits)."""
@@ -294,10 +299,15 @@ class Downloader(QObject):
             self._on_cancelled("Paused before converting. The download is complete and kept.")
             return
         bits, group = self._convert
-        self.progress.emit(Progress("convert", 0, 1, 0.0, None, "waiting for the engine"))
-        self.controller.convert_model(
-            str(self.library.root), self.original_repo, bits, group, self._token, self._cancel
+        self.progress.emit(
+            _flow().PullProgress("convert", 0, 1, 0.0, None, "waiting for the engine")
         )
+        job = self._convert_job = self.controller.convert_model(
+            str(self.library.root), self.original_repo, bits, group, self._token
+        )
+        job.progress.connect(self._on_convert_progress)
+        job.finished.connect(self._on_converted)
+        job.failed.connect(self._on_convert_failed)
 
     @Slot(object)
     def _on_failed(self, failure: Failure) -> None:
@@ -310,25 +320,23 @@ class Downloader(QObject):
         self.cancelled.emit(message)
 
     @Slot(object)
-    def _on_convert_progress(self, p: Progress) -> None:
+    def _on_convert_progress(self, p: Any) -> None:
         # pull_and_convert's own "download" events are its re-check of the finished download.
         if self._running and self._convert is not None and p.phase == "convert":
             self.progress.emit(p)
 
-    @Slot(str)
-    def _on_converted(self, path: str) -> None:
-        if self._running and self._convert is not None:
+    def _on_converted(self, result: str | None) -> None:
+        job, self._convert_job = self._convert_job, None
+        if job is not None and job.cancelled:
+            self._on_cancelled(sentence(result or "Converting was cancelled."))
+        elif self._running and self._convert is not None:
             self._set_running(False)
-            self.finished.emit(path)
+            self.finished.emit(result)
 
-    @Slot(str, bool)
-    def _on_convert_failed(self, message: str, was_cancelled: bool) -> None:
-        if not (self._running and self._convert is not None):
-            return
-        if was_cancelled:
-            self._on_cancelled(sentence(message))
-        else:
+    def _on_convert_failed(self, message: str) -> None:
+        self._convert_job = None
+        if self._running and self._convert is not None:
             self._on_failed(Failure("error", sentence(message), self.original_repo))
 
     def converted_dir(self, bits: int = 4, group_size: int = 64) -> Path:
-        return converted_dir_for(self.destination(convert=True), bits, group_size)
+        return _flow().converted_dir_for(self.destination(convert=True), bits, group_size)

@@ -1,126 +1,116 @@
-"""EngineController: the GUI thread's handle on the engine thread.
+"""EngineController: the GUI thread's handle on the engine, handing out one QtJob per request.
 
-It owns the QThread and its EngineWorker (app.bridge.worker), tags every request with an id, and drops
-the signals of a stale request (DESIGN rule 4). Stop is a threading.Event set straight from the
-GUI thread (rule 3). The few engine calls made here are pure Python: document extraction (for a
-helper thread), the tiktoken tokenizer, and memory-plan arithmetic.
+It owns one EngineService (engine.service: the ONE engine thread, where MLX lives) and wraps
+each request in a QtJob (app.bridge.qt_job) whose signals only that request's owner hears
+(DESIGN rule 4). Stop is the job's threading.Event, set from the GUI thread (rule 3). It also
+keeps the engine's state for the views (no model, loading, ready, answering). The few engine
+calls made here directly are pure Python: document extraction (for a helper thread), Tekken
+token counts and memory-plan arithmetic.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import threading
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, Signal
 
 from app.bridge.engine_requests import (
     ChatSettingsLike,
-    ConvertRequest,
-    ModelInfo,
-    Request,
-    SummaryRequest,
+    ask_request,
+    generation_options,
+    part_cap_of,
+    rates_for,
+    stored_document,
+    summary_max_tokens,
+    summary_request,
 )
-from app.bridge.worker import CHUNK_INTERVAL_S, EngineWorker
+from app.bridge.qt_job import ANSWER_KINDS, CHUNK_INTERVAL_S, JobRelay, QtJob
+from app.bridge.state import EngineState
+from engine.backend import Backend, ChatRequest, ModelInfo, TokenCounter, messages_of
+from engine.config import ConfigError, nemo_12b_config
+from engine.docs.document import Document
 from engine.docs.extract import SUPPORTED_EXTENSIONS, extract
-from engine.events import GenerationStats
+from engine.events import Cancelled
+from engine.jobs import Job, JobDone, JobFailed, JobStarted, Sink
 from engine.memory import NEMO_4BIT_WEIGHTS_BYTES, MemoryPlan, activation_dtype_bytes, plan
-from engine.synthetic import preset_config
-from engine.tokenizer import load_tokenizer
+from engine.service import EngineService
+from engine.tokenizer import TokenizerError, load_tokenizer
+
+if TYPE_CHECKING:
+    from engine.cache_store import CacheSettings
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_WAIT_MS = 30_000  # cancel is checked between prefill chunks: one chunk at most
-QUEUED = Qt.ConnectionType.QueuedConnection
+SHUTDOWN_WAIT_S = 30.0  # cancel is checked between prefill chunks: one chunk at most
+
+
+class LoadFailed(Exception):
+    """A model folder that could not be loaded for a reason the engine did not name."""
+
+    kind = "load"
+
+
+class ConvertFailed(Exception):
+    kind = "convert"
+
+
+def _load_local(
+    path: str, on_progress: Callable[[int, int], None], caches: CacheSettings | None = None
+) -> Backend:
+    from engine.local_backend import LocalBackend
+    from engine.weights import WeightsError  # lazy: engine.weights imports mlx-lm (seconds)
+
+    try:
+        return LocalBackend.load(path, on_progress, caches=caches)
+    except (ConfigError, WeightsError, TokenizerError):
+        raise  # the engine's own errors already name the file and the problem
+    except Exception as e:  # noqa: BLE001 - any failure is reported, never a crash
+        raise LoadFailed(f"{path}: cannot load the model ({type(e).__name__}: {e})") from e
 
 
 class EngineController(QObject):
-    """The GUI thread's handle on the engine: starts the thread, tags requests, drops stale ones."""
+    """The GUI thread's handle on the engine service: requests in, QtJobs out."""
 
-    stateChanged = Signal(str)  # "none" | "loading" | "ready" | "generating" | "error"
-    loadProgress = Signal(int, int)
+    stateChanged = Signal(str)  # EngineState
+    loadProgress = Signal(int, int)  # per mille, of the model being loaded
     modelLoaded = Signal(object)  # ModelInfo
     modelFailed = Signal(str)
-    started = Signal(int)
-    prefillProgress = Signal(int, int, int)  # rid, done, total
-    contextTrimmed = Signal(int, int, int, int)  # rid, dropped messages, prompt tokens, num_ctx
-    chunk = Signal(int, str)  # at most ~30 a second
-    finished = Signal(int, object)  # rid, GenerationStats
-    failed = Signal(int, str)
-    contextUsage = Signal(int, int)  # used tokens, num_ctx
-    summaryProgress = Signal(int, int, int, float, str)  # rid, part, count, eta_s, label
-    becameIdle = Signal()  # the current request ended (after its finished/failed): see `busy`
+    jobSubmitted = Signal(object)  # every QtJob handed out (activity, tests)
+    answerMeasured = Signal(object)  # a chat answer's GenerationStats (this machine's rates)
 
-    convertProgress = Signal(object)  # engine.hub.convert_flow.PullProgress
-    converted = Signal(str)
-    convertFailed = Signal(str, bool)  # message, cancelled
-
-    _load = Signal(str)
-    _convert = Signal(object)
-    _generate = Signal(object)
-    _summarize = Signal(object)
-    _numCtx = Signal(int)
-    _kvBits = Signal(object)
-    _unload = Signal()
-    _close = Signal()
-
-    def __init__(self, parent: QObject | None = None, chunk_interval: float = CHUNK_INTERVAL_S):
+    def __init__(
+        self,
+        parent: QObject | None = None,
+        chunk_interval: float = CHUNK_INTERVAL_S,
+        *,
+        caches: CacheSettings | None = None,
+    ):
         super().__init__(parent)
-        self._state = "none"
+        # KV-cache snapshots of the models it loads (app.bridge.cache_control); None: memory
+        # only, nothing written (tests, scripts). app.main passes the app's cache folder.
+        self.caches = caches
+        self._state = EngineState.NONE
         self._model_info: ModelInfo | None = None
-        self._rid = 0
-        self._current: int | None = None
-        self._cancel = threading.Event()  # the current request's stop flag
+        self._chunk_interval = chunk_interval
+        self._live: list[QtJob] = []  # handed out and not ended, in queue order
         self._closed = False
-        self._convert_cancel = threading.Event()  # the running conversion's, if any
-
-        self._thread = QThread()
-        self._thread.setObjectName("engine")
-        self._worker = EngineWorker(chunk_interval)
-        self._worker.moveToThread(self._thread)
-        for signal, slot in (
-            (self._load, self._worker.load),
-            (self._convert, self._worker.convert),
-            (self._generate, self._worker.generate),
-            (self._summarize, self._worker.summarize),
-            (self._numCtx, self._worker.set_num_ctx),
-            (self._kvBits, self._worker.set_kv_bits),
-            (self._unload, self._worker.unload),
-            (self._close, self._worker.close),
-        ):
-            signal.connect(slot, QUEUED)
-        w = self._worker
-        for signal, slot in (
-            (w.stateChanged, self._on_state),
-            (w.loadProgress, self.loadProgress),
-            (w.modelLoaded, self._on_loaded),
-            (w.modelFailed, self.modelFailed),
-            (w.started, self._on_started),
-            (w.prefillProgress, self._on_prefill),
-            (w.contextTrimmed, self._on_trimmed),
-            (w.chunk, self._on_chunk),
-            (w.contextUsage, self._on_usage),
-            (w.finished, self._on_finished),
-            (w.failed, self._on_failed),
-            (w.convertProgress, self.convertProgress),
-            (w.converted, self.converted),
-            (w.convertFailed, self.convertFailed),
-            (w.summaryProgress, self._on_summary_progress),
-        ):
-            signal.connect(slot, QUEUED)
-        self.prepared = False  # True once the tokenizer is built (see EngineWorker.prepare)
-        w.prepared.connect(self._on_prepared, QUEUED)
-        self._thread.started.connect(self._worker.prepare)
-        self._thread.start()
+        self._relay = JobRelay(self)
+        self.service = EngineService(name="engine")  # queues its tokenizer-building job first
+        self.prepared = False  # True once the engine thread ran a first job
+        job, sink = self._job("prepare")
+        self.service.submit("prepare", lambda _job: None, sink)
         app = QCoreApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)
 
-    # --- requests (GUI thread) ---
+    # --- state (GUI thread) ---
 
     @property
-    def state(self) -> str:
+    def state(self) -> EngineState:
         return self._state
 
     @property
@@ -129,206 +119,270 @@ class EngineController(QObject):
 
     @property
     def busy(self) -> bool:
-        """An answer is under way; send() would cancel it. Callers that must not (the quick
-        prompt) wait for becameIdle instead."""
-        return self._current is not None
+        """An answer is running or waiting for the engine."""
+        return any(j.kind in ANSWER_KINDS and not j.ended for j in self._live)
 
-    @property
-    def current_request(self) -> int | None:
-        """The id whose signals get through; None when no answer is under way."""
-        return self._current
-
-    def load_model(self, path: str) -> None:
-        """Load a model folder on the engine thread; answers modelLoaded or modelFailed."""
-        self._check_open()
-        self._cancel.set()  # a running answer stops (and reports as cancelled) first
-        self._load.emit(str(path))
-
-    def unload_model(self) -> None:
-        self._check_open()
-        self._cancel.set()
-        self._unload.emit()
+    # --- requests (GUI thread) ---
 
     def send(
         self,
-        conversation_id: int,
         messages: Sequence[Mapping[str, str]],
         settings: ChatSettingsLike,
-    ) -> int:
-        """Ask for the next assistant message; returns the request id its signals carry."""
-        self._check_open()
-        self._cancel.set()  # a previous answer stops; its signals are stale from now on
-        self._cancel = threading.Event()
-        self._rid += 1
-        self._current = self._rid
-        messages = tuple(dict(m) for m in messages)
-        self._generate.emit(Request(self._rid, conversation_id, messages, settings, self._cancel))
-        return self._rid
+        *,
+        key: str | None = None,
+        max_tokens: int | None = None,
+        kind: str = "chat",
+    ) -> QtJob:
+        """The next assistant message for `messages` (from app.chat.prompt, system prompt
+        included); `key` names the conversation whose cache the engine may reuse."""
+        request = ChatRequest(messages_of(messages), generation_options(settings, max_tokens), key)
+        job, sink = self._job(kind)
+        return job.attach(self.service.chat(request, sink, kind=kind))
 
     def summarize(
         self,
-        conversation_id: int,
-        document: Any,
+        documents: Document | Sequence[Document],
         settings: ChatSettingsLike,
         instruction: str | None = None,
-    ) -> int:
-        """Summarize `document` (from extract_document) as the next answer; like send(), it
-        streams chunk/finished/failed, with summaryProgress between the model calls."""
-        self._check_open()
-        self._cancel.set()
-        self._cancel = threading.Event()
-        self._rid += 1
-        self._current = self._rid
-        request = SummaryRequest(
-            self._rid, conversation_id, document, settings, self._cancel, instruction
-        )
-        self._summarize.emit(request)
-        return self._rid
+        *,
+        finished: Sequence[Mapping[str, Any]] = (),
+    ) -> QtJob:
+        """Summarize one or more documents (every page read, in parts of at most the "Longest
+        part" setting, the map step batched) as the next answer. Its `progress` signal carries
+        the run's events (SummaryPlan, PartStarted, PartDone, CombineStarted, SummaryDone);
+        `finished`: stored part rows (app.store.summary_parts) not read again."""
+        request = summary_request(documents, settings, instruction, finished)
+        job, sink = self._job("summary")
+        return job.attach(self.service.summarize(request, sink))
 
-    # Documents: extraction is pure Python (no MLX), for a helper thread, never the GUI thread.
+    def ask(
+        self,
+        documents: Document | Sequence[Document],
+        question: str,
+        settings: ChatSettingsLike,
+        *,
+        finished: Sequence[Mapping[str, Any]] = (),
+    ) -> QtJob:
+        """A question put to every part of documents too long for the context; the answer
+        combines what the parts found, citing pages. Events as for summarize()."""
+        request = ask_request(documents, question, settings, finished)
+        job, sink = self._job("ask")
+        return job.attach(self.service.ask(request, sink))
+
+    def summary_plan(
+        self,
+        documents: Document | Sequence[Document],
+        settings: ChatSettingsLike,
+        measured: tuple[float, float] = (0.0, 0.0),
+        question: str | None = None,
+    ) -> Any:
+        """The plan of a summary (or question) without running it: parts, estimated seconds
+        from `measured` (prefill, decode tok/s) and a larger num_ctx when one fits memory and
+        cuts the parts (engine.docs.summary_estimate.PlanReport); None when it cannot be
+        planned (the run itself then says why). Pure Python (tiktoken), fine on the GUI thread."""
+        from engine.docs.summary_estimate import MemoryFacts, plan_report
+
+        info = self._model_info
+        if info is None or info.config is None:
+            config, weights = nemo_12b_config(), NEMO_4BIT_WEIGHTS_BYTES
+        else:
+            config, weights = info.config, info.weights_bytes
+        docs = (documents,) if isinstance(documents, Document) else tuple(documents)
+        memory = MemoryFacts(
+            config, weights, settings.kv_bits, dtype_bytes=activation_dtype_bytes()
+        )
+        try:
+            return plan_report(
+                docs[0] if len(docs) == 1 else list(docs), load_tokenizer(None),
+                settings.num_ctx, max_tokens=summary_max_tokens(settings),
+                part_cap=part_cap_of(settings), question=question,
+                rates=rates_for(*measured, weights), memory=memory,
+            )  # fmt: skip
+        except Exception:  # noqa: BLE001 - the run reports budget errors with their numbers
+            log.debug("no plan", exc_info=True)
+            return None
+
+    @staticmethod
+    def stored_document(name: str, text: str, path: str | None = None) -> Document:
+        """A stored attachment as the Document to summarize again (name and pages kept)."""
+        return stored_document(name, text, path)
+
+    def load_model(self, path: str) -> QtJob:
+        """Load a model folder; answers (running or queued) stop first, as cancelled."""
+        self._stop_answers()
+        job, sink = self._job("load")
+        load = functools.partial(_load_local, caches=self.caches)
+        return job.attach(self.service.load(str(path), sink, factory=load))
+
+    def use_backend(self, make: Callable[[], Backend]) -> QtJob:
+        """Switch to the backend `make()` builds on the engine thread (a server's client,
+        app.bridge.backend_control); like load_model: answers stop first, result ModelInfo."""
+        self._stop_answers()
+        job, sink = self._job("load")
+        return job.attach(self.service.use(make, sink))
+
+    def unload_model(self) -> QtJob:
+        self._stop_answers()
+        job, sink = self._job("unload")
+        return job.attach(self.service.use(lambda: None, sink))
+
+    def convert_model(
+        self, root: str, repo_id: str, bits: int, group_size: int, token: str | None
+    ) -> QtJob:
+        """Quantize a downloaded original (MLX, so on the engine thread); the job's progress
+        carries PullProgress, its finished the new folder (a str), or a cancelled finish."""
+        from engine.hub.convert_flow import pull_and_convert
+        from engine.hub.errors import DownloadError
+        from engine.weights import WeightsError  # lazy: engine.weights imports mlx-lm (seconds)
+
+        def run(job: Job) -> str:
+            try:
+                path = pull_and_convert(
+                    Path(root), repo_id=repo_id, bits=bits, group_size=group_size, token=token,
+                    on_progress=job.emit, cancel=job.cancel,
+                )  # fmt: skip
+            except Cancelled as e:
+                job.stop()
+                return str(e)
+            except (DownloadError, ConfigError, WeightsError):
+                raise  # they name the problem
+            except Exception as e:  # noqa: BLE001
+                raise ConvertFailed(f"the conversion failed ({type(e).__name__}: {e})") from e
+            return str(path)
+
+        job, sink = self._job("convert")
+        return job.attach(self.service.submit("convert", run, sink))
+
+    def run_on_engine(self, kind: str, run: Callable[[Job], Any]) -> QtJob:
+        """A chore on the engine thread (app.bridge.cache_control): `run(job)` may use
+        `self.service.backend` there and returns plain data, the QtJob's result."""
+        job, sink = self._job(kind)
+        return job.attach(self.service.submit(kind, run, sink))
+
+    def stop_ahead_of(self, job: QtJob) -> None:
+        """Stop the answers queued or running before `job` (the quick prompt's "Stop it")."""
+        for other in self._live[: self._live.index(job)] if job in self._live else []:
+            if other.kind in ANSWER_KINDS:
+                other.stop()
+
+    def _stop_answers(self) -> None:
+        self._check_open()
+        for job in list(self._live):
+            if job.kind in ANSWER_KINDS:
+                job.stop()
+
+    # --- pure helpers (any thread: no MLX) ---
+
     document_extensions: tuple[str, ...] = SUPPORTED_EXTENSIONS
 
     @staticmethod
-    def extract_document(path: str) -> Any:
-        """engine.docs.extract.extract(path); raises DocumentError naming the file and the problem."""
+    def extract_document(path: str) -> Document:
+        """engine.docs.extract.extract(path); raises DocumentError naming the file and problem.
+        Slow for long files: call it from a helper thread, never the GUI thread."""
         return extract(path)
 
-    def document_tokenizer(self) -> Any:
-        """The loaded model's Tekken tokenizer, else Nemo's bundled one; tiktoken, any thread."""
-        return self._worker.tokenizer or load_tokenizer(None)
-
-    def convert_model(
-        self, root: str, repo_id: str, bits: int, group_size: int, token: str | None,
-        cancel: threading.Event,
-    ) -> None:  # fmt: skip
-        """Quantize a downloaded original on the engine thread (app.bridge.downloader calls this);
-        answers convertProgress…, then converted(path) or convertFailed(message, cancelled)."""
-        self._check_open()
-        self._convert_cancel = cancel
-        self._convert.emit(ConvertRequest(root, repo_id, bits, group_size, token, cancel))
-
-    def stop(self) -> None:
-        """Stop the current answer now: the engine checks this between tokens and prefill chunks."""
-        self._cancel.set()
-
-    def set_num_ctx(self, num_ctx: int) -> None:
-        self._check_open()
-        self._numCtx.emit(int(num_ctx))
-
-    def set_kv_bits(self, kv_bits: int | None) -> None:
-        self._check_open()
-        self._kvBits.emit(kv_bits)
+    def document_tokenizer(self) -> TokenCounter:
+        """Nemo's Tekken tokenizer (the loaded model's is the same); tiktoken, any thread."""
+        return load_tokenizer(None)
 
     def count_tokens(self, text: str) -> int:
-        """Tekken tokens in `text` (no BOS); runs here, on the GUI thread: pure tiktoken."""
-        return len(self._tokenizer().encode(text))
+        """Tekken tokens in `text` (no BOS): pure tiktoken, fine on the GUI thread."""
+        return len(self._counter().encode(text))
 
     def count_chat_tokens(self, messages: Sequence[Mapping[str, str]]) -> int:
         """Tokens of the whole chat prompt as the engine would encode it (BOS included)."""
-        return len(self._tokenizer().encode_chat(list(messages)))
+        return len(self._counter().encode_chat([dict(m) for m in messages]))
 
     def plan_memory(self, num_ctx: int, kv_bits: int | None) -> MemoryPlan:
         """engine.memory.plan for the loaded model, or for Nemo 12B 4-bit when none is loaded:
-        pure arithmetic, safe on the GUI thread; the same numbers ChatSession checks."""
+        pure arithmetic, safe on the GUI thread; the same numbers the engine checks."""
         info = self._model_info
-        if info is None:
-            config, weights = preset_config("nemo-12b"), NEMO_4BIT_WEIGHTS_BYTES
+        if info is None or info.config is None:
+            config, weights = nemo_12b_config(), NEMO_4BIT_WEIGHTS_BYTES
         else:
             config, weights = info.config, info.weights_bytes
         return plan(config, weights, num_ctx, kv_bits, dtype_bytes=activation_dtype_bytes())
 
-    def shutdown(self, timeout_ms: int = SHUTDOWN_WAIT_MS) -> bool:
-        """Stop, free the model on its thread, end the thread; True when it ended in time."""
+    def _counter(self) -> TokenCounter:
+        if self._model_info is None:
+            raise RuntimeError("no model is loaded")
+        return load_tokenizer(None)  # built once at start (the service's "prepare" job)
+
+    # --- shutdown ---
+
+    def shutdown(self, timeout_ms: int = int(SHUTDOWN_WAIT_S * 1000)) -> bool:
+        """Stop every job, free the model on its thread, end the thread; True when in time."""
         if self._closed:
-            return not self._thread.isRunning()
+            return not self.service.thread.is_alive()
         self._closed = True
-        self._current = None
-        self._cancel.set()
-        self._convert_cancel.set()
-        self._close.emit()
-        done = self._thread.wait(timeout_ms)
-        if not done:
-            log.error("the engine thread did not stop within %d ms", timeout_ms)
-            _orphans.append(self._thread)  # never destroy a running QThread: that aborts
-        return done
+        for job in list(self._live):
+            job.stop()
+        return self.service.shutdown(timeout_ms / 1000)
 
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("the engine has been shut down")
 
-    def _tokenizer(self) -> Any:
-        tokenizer = self._worker.tokenizer
-        if tokenizer is None:
-            raise RuntimeError("no model is loaded")
-        return tokenizer
+    # --- every job's events, on the GUI thread: the engine's state ---
 
-    # --- results from the worker (delivered on the GUI thread) ---
+    def _job(self, kind: str) -> tuple[QtJob, Sink]:
+        """A QtJob and the sink its engine job feeds; the caller submits and attaches."""
+        self._check_open()
+        job = QtJob(kind, self._on_job_event)
+        sink = self._relay.sink_for(job, self._chunk_interval)
+        if kind != "prepare":
+            self._live.append(job)
+            self.jobSubmitted.emit(job)
+        return job, sink
 
-    @Slot(str)
-    def _on_state(self, state: str) -> None:
-        if state in ("loading", "none", "error"):
-            self._model_info = None
-        self._state = state
-        self.stateChanged.emit(state)
+    def _on_job_event(self, job: QtJob, event: object) -> None:
+        kind = job.kind
+        if isinstance(event, (JobDone, JobFailed)) and job in self._live:
+            self._live.remove(job)
+        if kind == "prepare":
+            self.prepared = self.prepared or isinstance(event, (JobDone, JobFailed))
+        elif isinstance(event, JobStarted):
+            if kind == "load":
+                self._model_info = None
+                self._set_state(EngineState.LOADING)
+                self.loadProgress.emit(0, 1000)
+            elif kind == "unload":
+                self._model_info = None
+            elif kind in ANSWER_KINDS:
+                self._set_state(EngineState.GENERATING)
+        elif isinstance(event, JobFailed):
+            if kind == "load":
+                self._set_state(EngineState.ERROR)
+                self.modelFailed.emit(event.message)
+            elif kind in ANSWER_KINDS:
+                self._set_state(self._idle_state())
+        elif isinstance(event, JobDone):
+            if kind == "load" and not event.cancelled:
+                self._model_info = event.result
+                self._set_state(EngineState.READY)  # before modelLoaded: handlers see it ready
+                self.modelLoaded.emit(event.result)
+            elif kind == "unload":
+                self._set_state(EngineState.NONE)
+            elif kind in ANSWER_KINDS and self._state == EngineState.GENERATING:
+                self._set_state(self._idle_state())
+            if kind in ("chat", "quick") and not event.cancelled and event.result is not None:
+                self.answerMeasured.emit(event.result)
+        elif kind == "load" and job.running:
+            # LoadProgress: the job's own signal has it too; the window's status bar uses this
+            done, total = getattr(event, "done", 0), getattr(event, "total", 0)
+            if total:
+                self.loadProgress.emit(done * 1000 // total, 1000)
 
-    @Slot()
-    def _on_prepared(self) -> None:
-        self.prepared = True
+    def _idle_state(self) -> EngineState:
+        return EngineState.READY if self._model_info is not None else EngineState.NONE
 
-    @Slot(object)
-    def _on_loaded(self, info: ModelInfo) -> None:
-        self._model_info = info
-        self.modelLoaded.emit(info)
-
-    @Slot(int)
-    def _on_started(self, rid: int) -> None:
-        if rid == self._current:
-            self.started.emit(rid)
-
-    @Slot(int, int, int)
-    def _on_prefill(self, rid: int, done: int, total: int) -> None:
-        if rid == self._current:
-            self.prefillProgress.emit(rid, done, total)
-
-    @Slot(int, int, int, int)
-    def _on_trimmed(self, rid: int, dropped: int, prompt_tokens: int, num_ctx: int) -> None:
-        if rid == self._current:
-            self.contextTrimmed.emit(rid, dropped, prompt_tokens, num_ctx)
-
-    @Slot(int, str)
-    def _on_chunk(self, rid: int, text: str) -> None:
-        if rid == self._current:
-            self.chunk.emit(rid, text)
-
-    @Slot(int, int, int)
-    def _on_usage(self, rid: int, used: int, num_ctx: int) -> None:
-        if rid == self._current:
-            self.contextUsage.emit(used, num_ctx)
-
-    @Slot(int, object)
-    def _on_finished(self, rid: int, stats: GenerationStats) -> None:
-        if rid == self._current:
-            self._current = None  # before emitting: a handler may send the next request
-            self.finished.emit(rid, stats)
-            self._emit_idle()
-
-    @Slot(int, int, int, float, str)
-    def _on_summary_progress(
-        self, rid: int, part: int, count: int, eta_s: float, label: str
-    ) -> None:
-        if rid == self._current:
-            self.summaryProgress.emit(rid, part, count, eta_s, label)
-
-    @Slot(int, str)
-    def _on_failed(self, rid: int, message: str) -> None:
-        if rid == self._current:
-            self._current = None
-            self.failed.emit(rid, message)
-            self._emit_idle()
-
-    def _emit_idle(self) -> None:
-        if self._current is None:  # unless a finished/failed handler already sent another
-            self.becameIdle.emit()
+    def _set_state(self, state: EngineState) -> None:
+        if state != self._state:
+            self._state = state
+            self.stateChanged.emit(state)
 
 
-_orphans: list[QThread] = []  # engine threads that outlived shutdown's wait
+def on_any_end(job: QtJob, slot: Callable[[], Any]) -> None:
+    """Call `slot()` once the job ends, however it ends."""
+    job.finished.connect(lambda _result: slot())
+    job.failed.connect(lambda _message: slot())

@@ -1,74 +1,50 @@
-"""Plain data that crosses the engine thread's boundary, and the pure helpers that make it.
+"""From the app's settings and stored data to the engine's frozen requests (pure, any thread).
 
-Requests are frozen dataclasses built by EngineController on the GUI thread and read by
-EngineWorker on the engine thread; ModelInfo and the error messages travel back as signals
-(DESIGN rule 2). Nothing here touches MLX arrays or Qt, so any thread may call it.
+The request types themselves (ChatRequest, GenerationOptions, ModelInfo) live in engine.backend;
+what is here is app-specific: which settings fields a request uses, a summary's length, and a
+stored attachment turned back into the Document that was summarized the first time.
 """
 
 from __future__ import annotations
 
-import threading
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import engine
-from engine.config import ConfigError, ModelConfig
-from engine.events import GenerationStats
-from engine.generate import SamplingSettings
-from engine.tokenizer import TokenizerError
-from engine.weights import WeightsError
-
-MAX_CONTEXT = 131_072  # Nemo's trained context; its config says 1,024,000
-_DTYPE_LABELS = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the UI shows about the loaded model; plain data."""
-
-    path: str
-    name: str
-    num_parameters: int  # unquantized count (Nemo: 12,247,782,400)
-    weights_bytes: int  # in memory, as loaded
-    quantization: str  # "4-bit g64", "bf16", ...
-    max_context: int  # tokens the model was trained for (Nemo: 128K)
-    config: ModelConfig = field(compare=False, repr=False)  # for memory plans
+from engine.backend import GenerationOptions
+from engine.docs.detect import KIND_BY_EXTENSION
+from engine.docs.document import UNITS, Document, Page
+from engine.docs.summary_estimate import DEFAULT_RATES, Rates, stored_parts
+from engine.docs.summary_jobs import AskRequest, SummaryRequest
+from engine.memory import NEMO_4BIT_WEIGHTS_BYTES
+from engine.sampling import SamplingSettings
 
 
 class ChatSettingsLike(Protocol):
     """The fields of app.settings.ChatSettings that a request uses."""
 
-    num_ctx: int
-    kv_bits: int | None
-    system_prompt: str
-    temperature: float
-    top_p: float
-    max_tokens: int
+    @property
+    def num_ctx(self) -> int: ...
+    @property
+    def kv_bits(self) -> int | None: ...
+    @property
+    def temperature(self) -> float: ...
+    @property
+    def top_p(self) -> float: ...
+    @property
+    def max_tokens(self) -> int: ...
 
 
-@dataclass(frozen=True)
-class Request:
-    """One answer to generate; built by the controller, read by the worker."""
-
-    rid: int
-    conversation_id: int
-    messages: tuple[Mapping[str, str], ...]  # copies: the GUI may edit its own list meanwhile
-    settings: ChatSettingsLike
-    cancel: threading.Event  # set from the GUI thread to stop this request
-
-
-@dataclass(frozen=True)
-class SummaryRequest:
-    """Summarize one document (engine.docs.extract.Document: frozen plain data) into the chat."""
-
-    rid: int
-    conversation_id: int
-    document: Any
-    settings: ChatSettingsLike
-    cancel: threading.Event
-    instruction: str | None = None
+def generation_options(
+    settings: ChatSettingsLike, max_tokens: int | None = None
+) -> GenerationOptions:
+    sampling = SamplingSettings(
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        max_tokens=settings.max_tokens if max_tokens is None else max_tokens,
+    )
+    return GenerationOptions(sampling, settings.num_ctx, settings.kv_bits)
 
 
 def summary_max_tokens(settings: ChatSettingsLike) -> int:
@@ -76,77 +52,80 @@ def summary_max_tokens(settings: ChatSettingsLike) -> int:
     return min(settings.max_tokens, max(64, settings.num_ctx // 4))
 
 
-@dataclass(frozen=True)
-class ConvertRequest:
-    """Quantize downloaded original weights (engine.hub.convert_flow.pull_and_convert) on this thread."""
-
-    root: str  # the models folder; the original is in root/owner--name, the copy next to it
-    repo_id: str
-    bits: int
-    group_size: int
-    token: str | None
-    cancel: threading.Event  # the download panel's Cancel
+_MARKER = re.compile(r"^\[(page|chapter|slide|sheet) (\d+)(?:: (.*))?\]$")
 
 
-def model_name(model_dir: Path) -> str:
-    """The folder name; for a Hugging Face cache snapshot, the repository name."""
-    if model_dir.parent.name == "snapshots" and model_dir.parent.parent.name.startswith("models--"):
-        return model_dir.parent.parent.name.split("--")[-1]
-    return model_dir.name
+def stored_document(name: str, text: str, path: str | None = None) -> Document:
+    """The Document a stored attachment came from: its name, and for paginated kinds its pages
+    split back at the "[page N]" lines that Document.cited_text() wrote (so a summary asked again
+    plans the same parts and cites the same pages as the first one)."""
+    kind = KIND_BY_EXTENSION.get(Path(name).suffix.lower(), "text")
+    pages: list[Page] = []
+    if kind in UNITS:
+        number, title, lines = None, "", []
+        for line in text.split("\n"):
+            match = _MARKER.match(line)
+            if match and match.group(1) == UNITS[kind]:
+                if number is not None:
+                    pages.append(Page(number, "\n".join(lines).strip("\n"), title))
+                number, title, lines = int(match.group(2)), match.group(3) or "", []
+            else:
+                lines.append(line)
+        if number is not None:
+            pages.append(Page(number, "\n".join(lines).strip("\n"), title))
+    if not pages:
+        kind = kind if kind not in UNITS else "text"
+        pages = [Page(1, text)]
+    plain = "\n\n".join(p.text for p in pages if p.text)
+    return Document(Path(path or name), name, kind, plain, tuple(pages), len(pages))
 
 
-def quantization_label(config: ModelConfig) -> str:
-    if config.quantization:
-        return f"{config.quantization['bits']}-bit g{config.quantization['group_size']}"
-    return _DTYPE_LABELS.get(config.torch_dtype, config.torch_dtype)
+# --- long documents: summaries and questions over every part (engine.docs.summary_jobs)
+
+DEFAULT_PART_CAP = 16384  # app.settings.ChatSettings.summary_part_cap
 
 
-def model_info(eng: engine.Engine) -> ModelInfo:
-    config = eng.config
-    return ModelInfo(
-        path=str(eng.model_dir),
-        name=model_name(Path(eng.model_dir)),
-        num_parameters=config.num_parameters,
-        weights_bytes=eng.weights_bytes,
-        quantization=quantization_label(config),
-        max_context=min(config.max_position_embeddings, MAX_CONTEXT),
-        config=config,
-    )
+def part_cap_of(settings: ChatSettingsLike) -> int:
+    return int(getattr(settings, "summary_part_cap", DEFAULT_PART_CAP))
 
 
-def sampling_settings(settings: ChatSettingsLike) -> SamplingSettings:
-    return SamplingSettings(
-        temperature=settings.temperature,
-        top_p=settings.top_p,
-        max_tokens=settings.max_tokens,
-        repetition_penalty=getattr(settings, "repetition_penalty", None),
-        seed=getattr(settings, "seed", None),
-    )
+def _documents(documents: Document | str | Sequence[Document | str]) -> tuple:
+    if isinstance(documents, (Document, str)):
+        return (documents,)
+    return tuple(documents)
 
 
-def with_system_prompt(messages: Sequence[Mapping[str, str]], system_prompt: str) -> list[dict]:
-    """The chat as the engine sees it: the settings' system prompt first, unless one is there."""
-    chat = [dict(m) for m in messages]
-    if system_prompt.strip() and not (chat and chat[0].get("role") == "system"):
-        chat.insert(0, {"role": "system", "content": system_prompt})
-    return chat
+def summary_request(
+    documents: Document | str | Sequence[Document | str],
+    settings: ChatSettingsLike,
+    instruction: str | None = None,
+    finished_rows: Sequence[Mapping[str, Any]] = (),
+) -> SummaryRequest:
+    """A summary of one or more documents, batched, parts capped at the "Longest part" setting;
+    `finished_rows` are stored parts (app.store.summary_parts) that are not read again."""
+    return SummaryRequest(
+        _documents(documents), instruction, generation_options(settings),
+        summary_max_tokens(settings), part_cap_of(settings), stored_parts(finished_rows),
+    )  # fmt: skip
 
 
-def load_error_message(path: str, error: Exception) -> str:
-    # The engine's own errors already name the file and the problem.
-    if isinstance(error, (ConfigError, WeightsError, TokenizerError)):
-        return str(error)
-    return f"{path}: cannot load the model ({type(error).__name__}: {error})"
+def ask_request(
+    documents: Document | str | Sequence[Document | str],
+    question: str,
+    settings: ChatSettingsLike,
+    finished_rows: Sequence[Mapping[str, Any]] = (),
+) -> AskRequest:
+    """A question put to every part of the documents; the answer cites pages."""
+    return AskRequest(
+        _documents(documents), question, generation_options(settings),
+        summary_max_tokens(settings), part_cap_of(settings), stored_parts(finished_rows),
+    )  # fmt: skip
 
 
-def generation_error_message(error: Exception) -> str:
-    # The engine's ValueErrors (a malformed chat, a num_ctx that does not fit in memory) and
-    # ContextOverflow (token counts) are written for the user; anything else is a bug report.
-    if isinstance(error, ValueError) or hasattr(error, "prompt_tokens"):
-        return str(error)
-    return f"Generation failed: {type(error).__name__}: {error}"
-
-
-def cancelled_stats() -> GenerationStats:
-    """Stats of a request stopped before it began."""
-    return GenerationStats(0, 0, 0, 0, 0.0, 0.0, 0.0, 0, "cancelled")
+def rates_for(prefill_tps: float, decode_tps: float, weights_bytes: int | None) -> Rates:
+    """This machine's measured rates; until an answer measured them, the Nemo-on-a-Mac
+    defaults scaled to the loaded model's weights (decode reads all of them per token)."""
+    if prefill_tps > 0 and decode_tps > 0:
+        return Rates(prefill_tps, decode_tps, measured=True)
+    scale = NEMO_4BIT_WEIGHTS_BYTES / weights_bytes if weights_bytes else 1.0
+    return Rates(DEFAULT_RATES.prefill_tps * scale, DEFAULT_RATES.decode_tps * scale)

@@ -4,8 +4,8 @@ It loads a model folder, generates a few tokens and prints one line of stats; it
 Qt's platform and SVG plugins load, so a frozen bundle (packaging/) that is missing a native
 library, the tokenizer data or a Qt plugin fails here, with the reason, instead of on a user's Mac.
 
-This module imports `engine` directly, the one exception besides app/worker.py to "only the
-worker touches the engine": there is no window and no second thread, so no worker is needed.
+It runs the engine on the calling thread (no window, no engine thread needed): it lives in
+app/bridge/, the one app package that imports engine.
 """
 
 from __future__ import annotations
@@ -14,17 +14,16 @@ import os
 import sys
 import time
 
+from engine.config import ModelConfig
+from engine.local_backend import quantization_label
+
 SELF_TEST_TOKENS = 8
 PROMPT = [{"role": "user", "content": "Say hello in one short sentence."}]
 
 
-def describe_weights(config) -> str:
+def describe_weights(config: ModelConfig) -> str:
     """'4-bit g64' for a quantized model, else the checkpoint's float type, e.g. 'bf16'."""
-    q = config.quantization
-    if q:
-        return f"{q['bits']}-bit g{q['group_size']}"
-    short = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
-    return short.get(config.torch_dtype, config.torch_dtype)
+    return quantization_label(config)
 
 
 def check_qt() -> str:
@@ -32,7 +31,7 @@ def check_qt() -> str:
     from PySide6 import __version__ as pyside_version
     from PySide6.QtGui import QGuiApplication, QImage
 
-    from app.main import APP_NAME, ORG_DOMAIN, ORG_NAME, resources_dir
+    from app.identity import APP_NAME, ORG_DOMAIN, ORG_NAME, resources_dir
 
     app = QGuiApplication.instance()
     if app is None:

@@ -4,18 +4,18 @@ Extraction (PDF, DOCX, ...) can take seconds for a long file, so it runs on a sh
 QThread; it is pure Python, no MLX, so it need not queue behind the engine thread. The window
 never imports engine: the controller hands over the extract function and the tokenizer.
 
-How a document reaches the model: the user message's text goes after one block per document,
-    <document name="report.pdf">
-    …text, with "[page N]" lines for PDFs…
-    </document>
-The same tag summarize_plan's prompts use, so a summary and a question see one format; the
-question comes last, nearest to where the answer starts, as long-context prompting advises.
+How a document reaches the model is app.chat.prompt's job (one block per document, before the
+question).
+
+Chips belong to the conversation they were added in (issue 17 #4): switching chats puts the
+current chips and errors aside and shows the other chat's; a new chat starts with none; a new
+chat that becomes a stored conversation (its first message, or Summarize) keeps its chips.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, QThread, Signa
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog
 
+from app.chat.prompt import document_block, prompt_budget
 from app.store.store import Attachment
 
 
@@ -41,51 +42,17 @@ class PendingAttachment:
     document: Any = field(default=None, compare=False, repr=False)  # engine Document, to summarize
 
     def to_store(self) -> Attachment:
-        return Attachment(self.name, self.text, self.path, self.pages, self.tokens)
+        return Attachment(self.name, self.text, self.path, self.pages, self.tokens, self.unit)
+
+    @property
+    def unit(self) -> str:
+        """'page', 'slide', ... where the document has real pages; '' for DOCX, TXT, ..."""
+        document = self.document
+        return (getattr(document, "unit", None) or "") if document is not None else "page"
 
     def fits(self, budget: int) -> bool:
         """Whether a question about it can be answered within `budget` prompt tokens."""
         return self.prompt_tokens <= budget
-
-
-def _tag_name(name: str) -> str:
-    return " ".join(name.replace('"', "'").split())
-
-
-def document_block(name: str, text: str) -> str:
-    return f'<document name="{_tag_name(name)}">\n{text}\n</document>'
-
-
-def omitted_block(attachment: Attachment) -> str:
-    # Never cut silently: the model is told the document is there but too long to include.
-    tokens = f"{attachment.tokens:,} tokens, " if attachment.tokens is not None else ""
-    return (
-        f'<document name="{_tag_name(attachment.name)}">\n'
-        f"[Not included: {tokens}longer than the context. Its summary, if one was asked for, "
-        "is in the answer that follows.]\n</document>"
-    )
-
-
-def prompt_content(
-    content: str, attachments: Sequence[Attachment], budget: int | None = None
-) -> str:
-    """A stored user message as the model reads it: its documents first, then its text.
-
-    A document over `budget` tokens (one that could only have been summarized) is replaced by a
-    note; the summary written after it carries the conversation about it.
-    """
-    blocks = [
-        omitted_block(a)
-        if budget is not None and a.tokens is not None and a.tokens > budget
-        else document_block(a.name, a.text)
-        for a in attachments
-    ]
-    return "\n\n".join([*blocks, content]) if blocks else content
-
-
-def prompt_budget(num_ctx: int, max_tokens: int, system_tokens: int = 0) -> int:
-    """Prompt tokens one message may use: the context less the answer and the system prompt."""
-    return num_ctx - max_tokens - system_tokens
 
 
 def read_attachment(path: str, extract: Callable[[str], Any], tokenizer: Any) -> PendingAttachment:
@@ -180,7 +147,7 @@ class DocumentReader(QObject):
     def _reap(self) -> None:
         # Queued, so it runs on this (GUI) thread after the reader's last read/failed signal.
         thread = self.sender()
-        if thread not in self._threads:
+        if not isinstance(thread, _ReadThread) or thread not in self._threads:
             return
         thread.wait()  # finished is emitted just before run() returns: a moment at most
         self._threads.remove(thread)
@@ -215,6 +182,14 @@ QToolButton#attachButton:hover { background: palette(alternate-base); color: pal
 """
 
 
+@dataclass
+class _Aside:
+    """A conversation's chips and errors while another conversation is shown."""
+
+    attachments: list[PendingAttachment] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
 class DocumentAttacher(QObject):
     """The window's side of attaching: drops, the Attach action and button, the chips' budget.
 
@@ -227,15 +202,18 @@ class DocumentAttacher(QObject):
         self.window = window
         self.chips = window.chips
         c = window.controller
-        extract = getattr(c, "extract_document", None)
-        tokenizer = getattr(c, "document_tokenizer", None)
-        self.reader = DocumentReader(extract, tokenizer, self) if extract and tokenizer else None
-        if self.reader is not None:
-            self.reader.read.connect(self._on_read)
-            self.reader.failed.connect(self._on_failed)
-        self._reading: list[str] = []  # paths handed to the reader, not back yet
+        self.reader = DocumentReader(c.extract_document, c.document_tokenizer, self)
+        self.reader.read.connect(self._on_read)
+        self.reader.failed.connect(self._on_failed)
+        self._reading: list[tuple[str, int | None]] = []  # (path, its chat), not back yet
         self._errors: list[str] = []
         self._offer: set[str] = set()  # opened by the OS: say that Summarize is offered
+        # Documents over the context: handed here (text, attachments) -> True when handled
+        # (asked across every part by app.chat.summarize_flow); else the send is refused.
+        self.too_long: Callable[[str, list[PendingAttachment]], bool] | None = None
+        self._key: int | None = window.current_id  # the conversation the chips belong to
+        self._aside: dict[int, _Aside] = {}  # other conversations' chips
+        window.chat_view.conversationShown.connect(self.switch_to)
         window.setAcceptDrops(True)
         window.installEventFilter(self)
         # The composer's text box takes drops itself (it would paste the file's URL).
@@ -243,10 +221,9 @@ class DocumentAttacher(QObject):
         window.composer.attachRequested.connect(self.choose_files)
         window.composer.attach_button.setStyleSheet(ATTACH_BUTTON_STYLE)
         self.action = self._install_action(window)
-        if hasattr(c, "stateChanged"):
-            c.stateChanged.connect(self._update_summarize)
-            c.modelLoaded.connect(lambda _info: self.update_budget())
-        self._update_summarize(getattr(c, "state", "none"))
+        c.stateChanged.connect(self._update_summarize)
+        c.modelLoaded.connect(lambda _info: self.update_budget())
+        self._update_summarize(c.state)
         self.update_budget()
 
     def _install_action(self, window: Any) -> QAction:
@@ -256,15 +233,13 @@ class DocumentAttacher(QObject):
         action.setShortcut(QKeySequence(QKeySequence.StandardKey.Open))
         action.triggered.connect(self.choose_files)
         window.addAction(action)
-        menus = getattr(window, "menu_actions", None)
-        open_model = getattr(menus, "open_model", None)
-        if open_model is not None:
-            open_model.setShortcut(QKeySequence("Ctrl+Shift+O"))
-            for menu_action in window.menuBar().actions():
-                menu = menu_action.menu()
-                if menu is not None and open_model in menu.actions():
-                    menu.insertAction(open_model, action)
-                    break
+        open_model = window.menu_actions.open_model
+        open_model.setShortcut(QKeySequence("Ctrl+Shift+O"))
+        for menu_action in window.menuBar().actions():
+            menu = menu_action.menu()
+            if menu is not None and open_model in menu.actions():
+                menu.insertAction(open_model, action)
+                break
         return action
 
     # -- attaching
@@ -282,9 +257,7 @@ class DocumentAttacher(QObject):
         return super().eventFilter(watched, event)
 
     def choose_files(self) -> None:
-        patterns = " ".join(
-            f"*{ext}" for ext in getattr(self.window.controller, "document_extensions", ())
-        )
+        patterns = " ".join(f"*{ext}" for ext in self.window.controller.document_extensions)
         paths, _ = QFileDialog.getOpenFileNames(
             self.window, "Attach documents", str(Path.home()),
             f"Documents ({patterns});;All files (*)",
@@ -296,11 +269,8 @@ class DocumentAttacher(QObject):
         paths = [str(p) for p in paths]
         if not paths:
             return
-        if self.reader is None:
-            self.window.status.set_message("Documents cannot be read here.", error=True)
-            return
         self._errors = []
-        self._reading += paths
+        self._reading += [(p, self._key) for p in paths]
         self._show_notice()
         self.reader.read_files(paths)
 
@@ -310,11 +280,15 @@ class DocumentAttacher(QObject):
         self.attach([path])
 
     def _on_read(self, attachment: PendingAttachment) -> None:
-        self._done_reading(attachment.path)
+        key = self._done_reading(attachment.path)
+        if key != self._key:  # added in another chat: it waits there
+            self._offer.discard(attachment.path)
+            if key is not None:
+                self._aside.setdefault(key, _Aside()).attachments.append(attachment)
+            return
         chip = self.chips.add(attachment)
-        self._show_notice(
-            attachment.warnings and f"{attachment.name}: {'; '.join(attachment.warnings)}"
-        )
+        warnings = attachment.warnings
+        self._show_notice(f"{attachment.name}: {'; '.join(warnings)}" if warnings else "")
         if attachment.path in self._offer:
             self._offer.discard(attachment.path)
             if chip.fits:
@@ -324,21 +298,33 @@ class DocumentAttacher(QObject):
             self.window.status.set_message(offer)
 
     def _on_failed(self, path: str, message: str) -> None:
-        self._done_reading(path)
+        key = self._done_reading(path)
         self._offer.discard(path)
+        if key != self._key:
+            if key is not None:
+                self._aside.setdefault(key, _Aside()).errors.append(message)
+            return
         self._errors.append(message)
         self._show_notice()
         self.window.status.set_message(message, error=True)
 
-    def _done_reading(self, path: str) -> None:
-        if path in self._reading:
-            self._reading.remove(path)
+    def _done_reading(self, path: str) -> int | None:
+        """Forget a path handed to the reader; the conversation it was added in."""
+        entry = next((e for e in self._reading if e[0] == path), None)
+        if entry is None:
+            return self._key
+        self._reading.remove(entry)
+        return entry[1]
+
+    def _reading_here(self) -> list[str]:
+        return [path for path, key in self._reading if key == self._key]
 
     def _show_notice(self, info: str = "") -> None:
+        reading = self._reading_here()
         if self._errors:
             self.chips.set_notice("\n".join(self._errors), error=True)
-        elif self._reading:
-            names = ", ".join(Path(p).name for p in self._reading)
+        elif reading:
+            names = ", ".join(Path(p).name for p in reading)
             self.chips.set_notice(f"Reading {names}…")
         else:
             self.chips.set_notice(info or "")
@@ -352,7 +338,7 @@ class DocumentAttacher(QObject):
         if s.system_prompt.strip():
             try:
                 system = self.window.controller.count_tokens(s.system_prompt) + 2
-            except Exception:  # noqa: BLE001 - no model loaded: no tokenizer to count with
+            except RuntimeError:  # no model loaded: no tokenizer to count with
                 system = 0
         return prompt_budget(s.num_ctx, s.max_tokens, system)
 
@@ -364,11 +350,14 @@ class DocumentAttacher(QObject):
         read or they do not fit: a document is never cut to fit."""
         pending = self.chips.attachments()
         problem = None
-        if self._reading:
-            problem = f"Still reading {Path(self._reading[0]).name}; send again in a moment."
+        reading = self._reading_here()
+        if reading:
+            problem = f"Still reading {Path(reading[0]).name}; send again in a moment."
         elif pending:
             budget, num_ctx = self.budget(), self.window.settings.num_ctx
             needed = sum(a.prompt_tokens for a in pending)
+            if needed > budget and self.too_long is not None and self.too_long(text, pending):
+                return None  # asked (or summarized) across every part instead
             if needed > budget:
                 names = ", ".join(a.name for a in pending if not a.fits(budget)) or "the documents"
                 problem = (
@@ -387,6 +376,38 @@ class DocumentAttacher(QObject):
         self.chips.clear()
         self._errors = []
         self._show_notice()
+
+    # -- one set of chips per conversation
+
+    def switch_to(self, conversation_id: int | None) -> None:
+        """The window shows `conversation_id` (None: a new chat): its own chips only."""
+        old = self._key
+        if conversation_id is not None and conversation_id == old:
+            return
+        pending, errors = self.chips.attachments(), list(self._errors)
+        became = old is None and conversation_id is not None and not self.window.chat_view.widgets()
+        if became:  # the new chat was just stored (first message, Summarize): chips stay
+            self._reading = [(p, conversation_id if k is None else k) for p, k in self._reading]
+            self._key = conversation_id
+            return
+        if old is not None and (pending or errors):
+            self._aside[old] = _Aside(pending, errors)
+        else:
+            self._aside.pop(old, None)  # type: ignore[arg-type]
+        if conversation_id is None:  # a new chat starts with none, even of an earlier new chat
+            self._reading = [(p, k) for p, k in self._reading if k is not None]
+        self._key = conversation_id
+        self._offer.clear()
+        aside = self._aside.pop(conversation_id, None) if conversation_id is not None else None
+        self.chips.clear()
+        for attachment in aside.attachments if aside else []:
+            self.chips.add(attachment)
+        self._errors = list(aside.errors) if aside else []
+        self._show_notice()
+
+    def forget(self, conversation_id: int) -> None:
+        """A deleted conversation's chips go with it."""
+        self._aside.pop(conversation_id, None)
 
     def _update_summarize(self, state: str) -> None:
         # The state alone: at "ready" the window may still be storing the last answer.

@@ -1,33 +1,37 @@
 """The quick prompt: a small always-on-top panel under the menu bar — one line in, an answer out.
 
-It shares the main window's EngineController (one model in memory). The controller cancels a
-running answer when asked for another, so the panel never calls send() while it is busy: it
-waits for `becameIdle` (or offers to stop the other answer). Its requests carry
-QUICK_CONVERSATION_ID, which no stored conversation has; the main window follows only the
-request ids it started itself, so nothing of the panel's answer reaches its chat (rule 4).
-Nothing is stored unless the user asks: "Continue in Nemo Chat", or the quick-history setting.
+It shares the main window's EngineController (one model in memory). Its question is a job of
+its own: while another answer runs, the job waits in the engine's queue (the panel says so and
+offers to stop the other answer) and starts when that one ends. Only the panel hears its job,
+so nothing of its answer reaches a chat (rule 4). The answer is an app.chat.answer.Answer, the
+window's lifecycle: stored only when the user asks ("Continue in Nemo Chat", or the
+quick-history setting), and then exactly like a chat's, stopped or failed answers included.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 from collections.abc import Callable
-from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QWidget
 
+from app.bridge.state import EngineState
+from app.chat.answer import Answer
+from app.chat.prompt import Question, build_prompt
 from app.settings import ChatSettings
-from app.store.store import Store, StoreError, title_from_message
+from app.store.store import MessageStatus, Store, StoreError, title_from_message
 from app.views.message import format_stats
 from app.views.quick_prompt_view import QuickPromptView, panel_position
 
-__all__ = ["QUICK_CONVERSATION_ID", "QuickPromptPanel", "panel_position", "with_clipboard"]
+if TYPE_CHECKING:
+    from app.bridge.engine_controller import EngineController
 
-QUICK_CONVERSATION_ID = -1  # the conversation id of the panel's requests: never a stored one
+__all__ = ["QUICK_KEY", "QuickPromptPanel", "panel_position", "with_clipboard"]
+
+QUICK_KEY = "quick"  # the engine's cache key for the panel's context
 RENDER_MS = 80  # re-render the streaming Markdown at most ~12 times a second
 QUICK_TITLE_PREFIX = "Quick: "
 
@@ -51,7 +55,7 @@ class QuickPromptPanel(QuickPromptView):
 
     def __init__(
         self,
-        controller: Any,
+        controller: EngineController,
         store: Store,
         settings: Callable[[], ChatSettings],
         parent: QWidget | None = None,
@@ -63,24 +67,13 @@ class QuickPromptPanel(QuickPromptView):
         self.question = ""  # the line asked
         self.sent_text = ""  # the user message as sent (question + clipboard context)
         self.clipboard = ""  # clipboard text to send along with the next question
-        self.text = ""  # the answer so far
-        self.status = ""  # "" | "waiting" | "streaming" | "complete" | "stopped" | "failed"
-        self.stats: Any = None
-        self.error: str | None = None
-        self.rid: int | None = None  # our request while it runs
-        self.conversation_id: int | None = None  # where this exchange is stored, if it is
+        self.answer: Answer | None = None  # the latest answer, running or ended
+        self._user_stopped = False
 
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
         self._render_timer.setInterval(RENDER_MS)
         self._render_timer.timeout.connect(self._render)
-        c = controller
-        c.started.connect(self._on_started)
-        c.prefillProgress.connect(self._on_prefill)
-        c.chunk.connect(self._on_chunk)
-        c.finished.connect(self._on_finished)
-        c.failed.connect(self._on_failed)
-        c.becameIdle.connect(self._on_idle)
         self.input.returnPressed.connect(self.submit)
         self.clipboard_button.clicked.connect(self.use_clipboard)
         self.chip_clear.clicked.connect(self.clear_clipboard)
@@ -90,125 +83,123 @@ class QuickPromptPanel(QuickPromptView):
         self.continue_button.clicked.connect(self.continue_in_chat)
         self.refresh_controls()
 
-    # -- asking
+    # -- the answer, as the panel shows it
+
+    @property
+    def text(self) -> str:
+        return self.answer.text if self.answer is not None else ""
+
+    @property
+    def status(self) -> str:
+        """ "" | "waiting" | "streaming" | "complete" | "stopped" | "failed"."""
+        a = self.answer
+        if a is None:
+            return ""
+        return "waiting" if a.waiting else a.status
+
+    @property
+    def stats(self) -> Any:
+        return self.answer.stats if self.answer is not None else None
+
+    @property
+    def conversation_id(self) -> int | None:
+        return self.answer.conversation_id if self.answer is not None else None
 
     @property
     def busy(self) -> bool:
         """Our answer is waiting for the engine or being written."""
-        return self.status in ("waiting", "streaming")
+        return self.answer is not None and self.answer.active
+
+    # -- asking
 
     def submit(self) -> None:
-        """Enter: ask the question now, or as soon as the main window's answer is done."""
+        """Enter: ask the question; it waits in the engine's queue behind another answer."""
         question = self.input.text().strip()
         if not question or self.busy:
             return
-        if getattr(self.controller, "state", "none") in ("none", "error"):
+        if self.controller.state in (EngineState.NONE, EngineState.ERROR):
             self.set_note("No model is loaded: open one in Nemo Chat first.", error=True)
             return
         self._clear_answer()
         # The clipboard stays attached (its chip shows) until its × is clicked.
         self.question, self.sent_text = question, with_clipboard(question, self.clipboard)
         settings = self._settings()
-        if settings.quick_history and not self._store_question(settings):
-            return
-        if self.controller.busy:  # send() would cancel the other answer: wait for it instead
-            self.status = "waiting"
+        cid = None
+        if settings.quick_history:  # the question is stored before the answer starts (rule 7)
+            try:
+                cid = self.store.add_question(
+                    None, self.sent_text, system_prompt=settings.system_prompt,
+                    title=quick_title(self.question),
+                ).conversation_id  # fmt: skip
+            except (sqlite3.Error, StoreError) as e:
+                self.set_note(f"Could not save the quick prompt to {self.store.path}: {e}", True)
+                return
+            self.conversationStored.emit(cid)
+        waiting = self.controller.busy
+        answer = self.answer = Answer(self.store, cid, lambda m: self.set_note(m, True), self)
+        answer.begin()
+        answer.started.connect(lambda: self._on_started(answer))
+        answer.prefill.connect(lambda done, total: self._on_prefill(answer, done, total))
+        answer.textChanged.connect(lambda _text: self._on_text(answer))
+        answer.ended.connect(lambda _message: self._on_ended(answer))
+        prompt = build_prompt(settings.system_prompt, [Question(self.sent_text)])
+        answer.start(
+            lambda: self.controller.send(
+                prompt,
+                settings,
+                key=QUICK_KEY,
+                max_tokens=settings.quick_max_tokens,
+                kind="quick",
+            )  # fmt: skip
+        )
+        if answer.waiting and waiting:
             self.set_note('Waiting for the other answer… <a href="stop">Stop it</a>')
-        else:
-            self._start()
+        elif answer.active:
+            self.set_note("Thinking…")
         self.refresh_controls()
-
-    def _start(self) -> None:
-        settings = self._settings()
-        request = replace(settings, max_tokens=settings.quick_max_tokens)
-        self.status = "streaming"
-        self.set_note("Thinking…")
-        messages = [{"role": "user", "content": self.sent_text}]
-        self.rid = self.controller.send(QUICK_CONVERSATION_ID, messages, request)
-        self.refresh_controls()
-
-    def _store_question(self, settings: ChatSettings) -> bool:
-        """Quick history: the question is stored before the answer starts (rule 7)."""
-        try:
-            cid = self.store.create_conversation(
-                quick_title(self.question), system_prompt=settings.system_prompt or None
-            ).id
-            self.store.add_message(cid, "user", self.sent_text)
-        except (sqlite3.Error, StoreError) as e:
-            self.set_note(f"Could not save the quick prompt to {self.store.path}: {e}", True)
-            return False
-        self.conversation_id = cid
-        self.conversationStored.emit(cid)
-        return True
 
     def stop(self) -> None:
         """Stops our own answer (never the main window's), or gives up waiting."""
-        if self.status == "waiting":
-            self._finish("stopped", None, None)
-        elif self.rid is not None and self.controller.current_request == self.rid:
-            self.controller.stop()
+        if self.answer is not None and self.answer.active:
+            self._user_stopped = True
+            self.answer.stop()
 
     def _on_note_link(self, link: str) -> None:
-        if link == "stop" and self.status == "waiting":
-            self.controller.stop()  # the other answer stops (and is kept as stopped there)
+        a = self.answer
+        if link == "stop" and a is not None and a.waiting and a.job is not None:
+            self.controller.stop_ahead_of(a.job)  # the other answer stops, kept as stopped
 
-    def _on_idle(self) -> None:
-        if self.status == "waiting":
-            self._start()
+    # -- our answer streaming in (only our job's signals reach here)
 
-    # -- the answer streaming in (controller signals; other requests' ids are ignored)
+    def _on_started(self, answer: Answer) -> None:
+        if answer is self.answer:
+            self.set_note("Thinking…")
+            self.refresh_controls()
 
-    def _on_started(self, rid: int) -> None:
-        if self.rid is not None and rid != self.rid:
-            # The main window sent while ours ran: the controller cancelled ours.
-            self._finish("stopped", None, "Stopped: Nemo Chat started another answer.")
-
-    def _on_prefill(self, rid: int, done: int, total: int) -> None:
-        if rid == self.rid and not self.text:
+    def _on_prefill(self, answer: Answer, done: int, total: int) -> None:
+        if answer is self.answer and not answer.text:
             self.set_note(f"Reading {done:,} / {total:,} tokens…")
 
-    def _on_chunk(self, rid: int, text: str) -> None:
-        if rid != self.rid:
+    def _on_text(self, answer: Answer) -> None:
+        if answer is not self.answer:
             return
-        if not self.text:
-            self.set_note("")
-        self.text += text
+        self.set_note("")
         if not self._render_timer.isActive():
             self._render_timer.start()
 
-    def _on_finished(self, rid: int, stats: Any) -> None:
-        if rid == self.rid:
-            cancelled = getattr(stats, "finish_reason", "stop") == "cancelled"
-            self._finish("stopped" if cancelled else "complete", stats, None)
-
-    def _on_failed(self, rid: int, message: str) -> None:
-        if rid == self.rid:
-            self._finish("failed", None, message)
-
-    def _finish(self, status: str, stats: Any, error: str | None) -> None:
-        self.rid = None
-        self.status, self.stats, self.error = status, stats, error
+    def _on_ended(self, answer: Answer) -> None:
+        if answer is not self.answer:
+            return
         self._render_timer.stop()
         self._render()
-        self.stats_label.setText(format_stats(self.stats_dict(), status))
-        self.set_note(error or "", error=status == "failed")
-        if self.conversation_id is not None:
-            self._store_answer(self.conversation_id)
+        self.stats_label.setText(format_stats(answer.stats_dict(), answer.status))
+        note = answer.error or ""
+        if answer.status == MessageStatus.STOPPED and not self._user_stopped:
+            note = "Stopped: Nemo Chat started another answer."  # e.g. a model (re)load
+        self.set_note(note, error=answer.status == MessageStatus.FAILED)
+        if answer.conversation_id is not None:
+            self.conversationStored.emit(answer.conversation_id)
         self.refresh_controls()
-
-    def stats_dict(self) -> dict | None:
-        s = self.stats
-        return dataclasses.asdict(s) if dataclasses.is_dataclass(s) else s
-
-    def _store_answer(self, cid: int) -> None:
-        try:
-            self.store.add_message(
-                cid, "assistant", self.text, self.status, stats=self.stats_dict(), error=self.error
-            )
-        except (sqlite3.Error, StoreError) as e:
-            self.set_note(f"Could not save the answer: {e}", error=True)
-            return
-        self.conversationStored.emit(cid)
 
     # -- actions
 
@@ -232,21 +223,21 @@ class QuickPromptPanel(QuickPromptView):
 
     def continue_in_chat(self) -> None:
         """Store the exchange as a conversation (unless quick history already did) and open it."""
-        if self.busy or not self.question or self.status == "":
+        answer = self.answer
+        if answer is None or answer.active or not self.question:
             return
-        cid = self.conversation_id
+        cid = answer.conversation_id
         if cid is None:
             settings = self._settings()
             try:
-                cid = self.store.create_conversation(
-                    title_from_message(self.question), system_prompt=settings.system_prompt or None
-                ).id
-                self.store.add_message(cid, "user", self.sent_text)
+                cid = self.store.add_question(
+                    None, self.sent_text, system_prompt=settings.system_prompt
+                ).conversation_id
             except (sqlite3.Error, StoreError) as e:
                 self.set_note(f"Could not save the conversation to {self.store.path}: {e}", True)
                 return
-            self.conversation_id = cid
-            self._store_answer(cid)
+            if answer.store_into(cid) is not None:
+                self.conversationStored.emit(cid)
         self.hide()
         self.input.clear()
         self.clipboard = ""  # it is in the conversation now
@@ -256,9 +247,9 @@ class QuickPromptPanel(QuickPromptView):
     # -- display
 
     def _clear_answer(self) -> None:
-        self.question = self.sent_text = self.text = ""
-        self.status, self.stats, self.error = "", None, None
-        self.conversation_id = None
+        self.question = self.sent_text = ""
+        self.answer = None
+        self._user_stopped = False
         self.stats_label.setText("")
         self.set_note("")
         self._render()

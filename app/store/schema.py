@@ -65,6 +65,27 @@ MIGRATIONS: list[tuple[str, ...]] = [
             INSERT INTO conversations_fts(rowid, title) VALUES (new.id, new.title);
         END""",
     ),
+    (  # v2: soft delete. A deleted conversation waits in "Recently deleted" until it is purged.
+        "ALTER TABLE conversations ADD COLUMN deleted_at TEXT",
+        "CREATE INDEX conversations_deleted ON conversations(deleted_at)"
+        " WHERE deleted_at IS NOT NULL",
+    ),
+    (  # v3: part summaries of long-document runs, kept as they finish so a stopped one resumes
+        """CREATE TABLE summary_parts (
+            id INTEGER PRIMARY KEY,
+            question_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL DEFAULT 'summary',
+            digest TEXT NOT NULL,
+            part_index INTEGER NOT NULL,
+            first_page INTEGER,
+            last_page INTEGER,
+            source TEXT,
+            text TEXT NOT NULL,
+            num_ctx INTEGER NOT NULL,
+            part_cap INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (question_id, digest))""",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

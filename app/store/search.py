@@ -79,6 +79,7 @@ def _search(db: sqlite3.Connection, table: str, terms: list[str], limit: int) ->
     if is_messages:
         source += " JOIN conversations c ON c.id = m.conversation_id"
         where.append("m.status != 'streaming'")
+    where.append("c.deleted_at IS NULL")  # "Recently deleted" chats are not searched
     for term in short_terms:
         where.append(f"nemo_contains({alias}.{column}, ?)")
         params.append(term)

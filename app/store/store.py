@@ -2,34 +2,57 @@
 
 Plain sqlite3, no Qt. The GUI thread owns the Store (DESIGN rule 5); sqlite3's default
 check_same_thread guards that. Timestamps are ISO-8601 UTC text in the file, aware datetimes here.
-The schema is in store_schema, search in store_search, Markdown export in store_export.
+The schema is in store_schema, search in store_search, Markdown export in store_export, backups
+in store.backup.
+
+Deleting is undoable: delete_conversation() only marks the conversation deleted (it leaves the
+list and search); restore_conversation() brings it back; purge_conversation() and
+purge_expired() (older than DELETED_KEEP_DAYS) remove it for good, and only then are the
+on_purged() callbacks called, e.g. to delete the conversation's KV-cache snapshot on disk.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from platformdirs import user_data_dir
 
+from app.store import backup as store_backup
 from app.store import export as store_export
 from app.store import search as store_search
 from app.store.schema import SCHEMA_VERSION, MigrationError, is_corruption, migrate
 from app.store.search import SearchHit
+from app.store.summary_parts import SummaryParts
 
 APP_NAME = "Nemo Chat"
 FILE_NAME = "history.sqlite3"
 DEFAULT_TITLE = "New chat"
 ROLES = ("user", "assistant", "system")
-STATUSES = ("complete", "streaming", "stopped", "failed")
 
-_CONVERSATION_COLUMNS = "id, title, created_at, updated_at, system_prompt, model"
+
+class MessageStatus(StrEnum):
+    """A stored message's state: an answer is 'streaming' until it ends one of the other ways."""
+
+    COMPLETE = "complete"
+    STREAMING = "streaming"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+STATUSES = tuple(MessageStatus)
+DELETED_KEEP_DAYS = 30  # "Recently deleted" keeps a conversation this long, then purges it
+
+_CONVERSATION_COLUMNS = "id, title, created_at, updated_at, system_prompt, model, deleted_at"
+_log = logging.getLogger(__name__)
 _MESSAGE_COLUMNS = (
     "id, conversation_id, position, role, content, status, error, stats, attachments, created_at"
 )
@@ -59,10 +82,29 @@ class Attachment:
     path: str | None = None
     pages: int | None = None
     tokens: int | None = None
+    # "page", "slide", "chapter", "sheet"; "" where pages are not real (DOCX, TXT); None in rows
+    # stored before it existed: then the file's extension says.
+    unit: str | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Attachment:
-        return cls(d["name"], d.get("text", ""), d.get("path"), d.get("pages"), d.get("tokens"))
+        return cls(
+            d["name"], d.get("text", ""), d.get("path"), d.get("pages"), d.get("tokens"),
+            d.get("unit"),
+        )  # fmt: skip
+
+    def count_label(self) -> str | None:
+        """'12 pages', '3 slides' for paginated documents; None for DOCX, TXT and the like."""
+        unit = self.unit
+        if unit is None:
+            unit = _UNIT_BY_SUFFIX.get(Path(self.name).suffix.lower(), "")
+        if not unit or not self.pages:
+            return None
+        return f"{self.pages} {unit}{'s' if self.pages != 1 else ''}"
+
+
+# What engine.docs.document.UNITS calls a page of each paginated kind, by file suffix.
+_UNIT_BY_SUFFIX = {".pdf": "page", ".epub": "chapter", ".pptx": "slide", ".xlsx": "sheet"}
 
 
 @dataclass(frozen=True)
@@ -73,6 +115,15 @@ class Conversation:
     updated_at: datetime
     system_prompt: str | None
     model: str | None
+    deleted_at: datetime | None = None  # set while it waits in "Recently deleted"
+
+    def days_left(self, now: datetime | None = None) -> int:
+        """Whole days (rounded up) until a deleted conversation is purged; 0 when due."""
+        if self.deleted_at is None:
+            return DELETED_KEEP_DAYS
+        now = now or datetime.now(timezone.utc)
+        left = self.deleted_at + timedelta(days=DELETED_KEEP_DAYS) - now
+        return max(0, -(-left // timedelta(days=1)))
 
 
 @dataclass(frozen=True)
@@ -122,6 +173,7 @@ class Store:
         self.path = Path(path) if path is not None else default_path()
         self._last_time = datetime.min.replace(tzinfo=timezone.utc)
         self.recovered_answers = 0  # 'streaming' rows left by a killed app, now 'stopped'
+        self._purged_callbacks: list[Callable[[int], None]] = []
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None)  # we run BEGIN/COMMIT
@@ -132,6 +184,7 @@ class Store:
         except BaseException:
             self._db.close()
             raise
+        self.summary_parts = SummaryParts(self._db)  # long-document parts, for resuming
 
     def _open(self) -> None:
         db = self._db
@@ -168,10 +221,12 @@ class Store:
 
     @classmethod
     def open_or_recover(cls, path: Path | str | None = None) -> tuple[Store, str | None]:
-        """Open the store; a damaged file is renamed aside and a fresh one started.
+        """Open the store; a damaged file is renamed aside and the newest good backup restored
+        (store.backup), or a fresh one started when no backup is good.
 
-        Returns (store, message); message says what was moved where, for the user, or is None.
-        A file from a newer app version raises NewerSchemaError instead: it is not damaged.
+        Returns (store, message); message says what was moved where and from when the restored
+        backup is, for the user, or is None. A file from a newer app version raises
+        NewerSchemaError instead: it is not damaged.
         """
         path = Path(path) if path is not None else default_path()
         try:
@@ -189,8 +244,21 @@ class Store:
                 if src.exists():
                     src.rename(aside.with_name(aside.name + side))
             path.with_name(path.name + "-shm").unlink(missing_ok=True)
-            message = f"{e}. It was moved to {aside} and a new, empty history was started."
-            return cls(path), message
+            fresh = f"{e}. It was moved to {aside} and a new, empty history was started."
+            restored = store_backup.restore_newest_good(path)
+            if restored is None:
+                return cls(path), fresh
+            try:
+                store = cls(path)
+            except CorruptStoreError:  # passed its check, still unusable: start empty
+                path.unlink(missing_ok=True)
+                return cls(path), fresh
+            message = (
+                f"{e}. It was moved to {aside}, and the history was restored from the automatic "
+                f"backup of {store_backup.describe_time(restored.taken_at)}: chats and messages "
+                f"written after that time are not in it."
+            )
+            return store, message
 
     def close(self) -> None:
         self._db.close()
@@ -224,18 +292,24 @@ class Store:
         )
         return self.get_conversation(cur.lastrowid)
 
-    def get_conversation(self, conversation_id: int) -> Conversation:
+    def get_conversation(
+        self, conversation_id: int, *, include_deleted: bool = False
+    ) -> Conversation:
+        """A deleted conversation is NotFoundError unless include_deleted."""
+        live = "" if include_deleted else " AND deleted_at IS NULL"
         row = self._db.execute(
-            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,)
+            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = ?{live}",
+            (conversation_id,),
         ).fetchone()
         if row is None:
             raise NotFoundError(f"No conversation with id {conversation_id}")
         return _conversation(row)
 
     def list_conversations(self) -> list[Conversation]:
-        """Newest updated first."""
+        """Newest updated first; deleted ones are not listed (see list_deleted)."""
         rows = self._db.execute(
-            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations ORDER BY updated_at DESC, id DESC"
+            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE deleted_at IS NULL"
+            " ORDER BY updated_at DESC, id DESC"
         )
         return [_conversation(r) for r in rows]
 
@@ -250,14 +324,120 @@ class Store:
 
     def _update_conversation(self, conversation_id: int, column: str, value: str | None) -> None:
         cur = self._db.execute(
-            f"UPDATE conversations SET {column} = ? WHERE id = ?", (value, conversation_id)
+            f"UPDATE conversations SET {column} = ? WHERE id = ? AND deleted_at IS NULL",
+            (value, conversation_id),
         )
         if cur.rowcount == 0:
             raise NotFoundError(f"No conversation with id {conversation_id}")
 
-    def delete_conversation(self, conversation_id: int) -> None:
-        """Deletes the conversation and (by cascade) its messages."""
-        self._db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+    # -- deleting: "Recently deleted", undo, purge
+
+    def delete_conversation(self, conversation_id: int) -> bool:
+        """Moves the conversation to "Recently deleted" (restore_conversation undoes it).
+
+        Its messages stay until it is purged; an answer still streaming into it is kept as
+        'stopped' (nobody finishes it now). False if there was no such live conversation.
+        """
+        with self._transaction():
+            cur = self._db.execute(
+                "UPDATE conversations SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+                (self._now(), conversation_id),
+            )
+            if cur.rowcount == 1:
+                self._db.execute(
+                    "UPDATE messages SET status = 'stopped'"
+                    " WHERE conversation_id = ? AND status = 'streaming'",
+                    (conversation_id,),
+                )
+        return cur.rowcount == 1
+
+    def restore_conversation(self, conversation_id: int) -> bool:
+        """Brings a deleted conversation back to its place in the list; False if not deleted."""
+        cur = self._db.execute(
+            "UPDATE conversations SET deleted_at = NULL WHERE id = ? AND deleted_at IS NOT NULL",
+            (conversation_id,),
+        )
+        return cur.rowcount == 1
+
+    def list_deleted(self) -> list[Conversation]:
+        """The "Recently deleted" list, most recently deleted first."""
+        rows = self._db.execute(
+            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE deleted_at IS NOT NULL"
+            " ORDER BY deleted_at DESC, id DESC"
+        )
+        return [_conversation(r) for r in rows]
+
+    def purge_conversation(self, conversation_id: int) -> bool:
+        """Deletes the conversation and (by cascade) its messages for good; runs on_purged."""
+        cur = self._db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+        if cur.rowcount == 0:
+            return False
+        self._notify_purged([conversation_id])
+        return True
+
+    def purge_expired(self, now: datetime | None = None) -> list[int]:
+        """Purges conversations deleted more than DELETED_KEEP_DAYS ago (at start-up)."""
+        now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)  # text compares
+        cutoff = (now - timedelta(days=DELETED_KEEP_DAYS)).isoformat(timespec="microseconds")
+        with self._transaction():
+            ids = [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT id FROM conversations WHERE deleted_at <= ?", (cutoff,)
+                )
+            ]
+            self._db.executemany("DELETE FROM conversations WHERE id = ?", [(i,) for i in ids])
+        self._notify_purged(ids)
+        return ids
+
+    def on_purged(self, callback: Callable[[int], None]) -> None:
+        """Calls callback(conversation_id) after a conversation is purged for good.
+
+        For what lives outside this file (e.g. the conversation's KV-cache snapshot on disk).
+        Called on the GUI thread, after the delete is committed; never for a soft delete.
+        An exception in one callback is logged and does not stop the others.
+        """
+        self._purged_callbacks.append(callback)
+
+    def _notify_purged(self, ids: Sequence[int]) -> None:
+        for conversation_id in ids:
+            for callback in list(self._purged_callbacks):
+                try:
+                    callback(conversation_id)
+                except Exception:  # a cleanup hook must not undo or break the purge
+                    _log.exception("on_purged callback failed for %s", conversation_id)
+
+    # -- backups
+
+    def backup_if_due(
+        self,
+        max_age: timedelta = store_backup.MAX_AGE,
+        keep: int = store_backup.KEEP,
+        now: datetime | None = None,
+    ) -> Path | None:
+        """A new rotating backup (folder "backups" next to the file) when the newest is older
+        than max_age; returns its path, or None when none was due."""
+        return store_backup.backup_if_due(self._db, self.path, max_age, keep, now)
+
+    def add_question(
+        self,
+        conversation_id: int | None,
+        text: str,
+        attachments: Sequence[Attachment] | None = None,
+        *,
+        system_prompt: str | None = None,
+        title: str | None = None,
+    ) -> Message:
+        """A user message, stored before its answer is asked for: the conversation is created
+        first when `conversation_id` is None (with `system_prompt`), then titled (`title`, or
+        from its first message). Returns the message; its conversation_id names the chat."""
+        if conversation_id is None:
+            conversation_id = self.create_conversation(
+                title or DEFAULT_TITLE, system_prompt=system_prompt or None
+            ).id
+        message = self.add_message(conversation_id, "user", text, attachments=attachments)
+        self.auto_title(conversation_id)
+        return message
 
     def auto_title(self, conversation_id: int) -> str:
         """Titles a still-untitled conversation from its first user message; returns the title."""
@@ -299,7 +479,8 @@ class Store:
             atts = _to_json([dataclasses.asdict(a) for a in items])
         with self._transaction():
             if not self._db.execute(
-                "SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)
+                "SELECT 1 FROM conversations WHERE id = ? AND deleted_at IS NULL",
+                (conversation_id,),
             ).fetchone():
                 raise NotFoundError(f"No conversation with id {conversation_id}")
             now = self._now()
@@ -417,8 +598,11 @@ def _time(text: str) -> datetime:
 
 
 def _conversation(row: sqlite3.Row | tuple) -> Conversation:
-    cid, title, created, updated, system_prompt, model = row
-    return Conversation(cid, title, _time(created), _time(updated), system_prompt, model)
+    cid, title, created, updated, system_prompt, model, deleted = row
+    deleted_at = _time(deleted) if deleted else None
+    return Conversation(
+        cid, title, _time(created), _time(updated), system_prompt, model, deleted_at
+    )
 
 
 def _message(row: sqlite3.Row | tuple) -> Message:

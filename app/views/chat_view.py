@@ -1,15 +1,96 @@
-"""The conversation: a scrolling column of MessageWidgets, with throttled streaming updates."""
+"""The conversation: a scrolling column of MessageWidgets, with throttled streaming updates.
+
+It also shows where a search hit is (scrolled to, highlighted) and where the model stops
+reading: a divider above the first message it still sees when earlier ones were left out.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QLabel, QScrollArea, QVBoxLayout, QWidget
+import re
+from collections.abc import Iterable
+
+from PySide6.QtCore import QPoint, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QSyntaxHighlighter, QTextCharFormat, QTextDocument
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.views.message import MessageWidget
 
 COLUMN_WIDTH = 780  # a readable line length, centred like a Mac chat app
 MIN_RENDER_INTERVAL_MS = 100  # at most ~10 Markdown renders a second while streaming
 MAX_RENDER_INTERVAL_MS = 1000
+HIT_MARGIN = 40  # px above a search hit when it is scrolled to
+
+
+def search_terms(query: str) -> list[str]:
+    """The words of a search box query worth marking in a message (FTS syntax dropped)."""
+    words = re.findall(r"\w[\w'-]*", query)
+    return [w for w in words if len(w) > 1 and w.upper() not in ("AND", "OR", "NOT", "NEAR")]
+
+
+class TermMarks(QSyntaxHighlighter):
+    """Marks the search words in a message; it outlives re-renders (same QTextDocument)."""
+
+    def __init__(self, document: QTextDocument, terms: list[str]) -> None:
+        super().__init__(document)
+        self._pattern = re.compile("|".join(re.escape(t) for t in terms), re.IGNORECASE)
+        self._format = QTextCharFormat()
+        self._format.setBackground(QColor(255, 214, 10, 150))  # a marker pen, light and dark
+        self._format.setForeground(QColor(0, 0, 0))
+
+    def highlightBlock(self, text: str) -> None:  # noqa: N802 (Qt override)
+        for match in self._pattern.finditer(text):
+            self.setFormat(match.start(), match.end() - match.start(), self._format)
+
+    def marked(self) -> list[str]:
+        """The words marked now (for tests and accessibility checks)."""
+        out = []
+        block = self.document().begin()
+        while block.isValid():
+            for r in block.layout().formats():
+                out.append(block.text()[r.start : r.start + r.length])
+            block = block.next()
+        return out
+
+
+class LeftOutDivider(QFrame):
+    """A rule with a note: the messages above it are not in the model's context."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("leftOutDivider")
+        self.label = QLabel()
+        self.label.setObjectName("leftOutLabel")
+        self.label.setWordWrap(True)
+        self.label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.label.setToolTip(
+            "The chat is longer than the context length: the model does not see the messages "
+            "above this line. Raise the context length in Settings to keep more."
+        )
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 6, 0, 6)
+        layout.setSpacing(10)
+        for i in range(2):
+            rule = QFrame()
+            rule.setObjectName("leftOutRule")
+            rule.setFixedHeight(1)
+            layout.addWidget(rule, 1)
+            if i == 0:
+                layout.addWidget(self.label, 0)
+        self.setStyleSheet(
+            "#leftOutRule { background: palette(mid); }"
+            "#leftOutLabel { color: palette(placeholder-text); font-size: 11px; }"
+        )
+
+    def set_count(self, count: int) -> None:
+        noun = "message" if count == 1 else "messages"
+        self.label.setText(f"{count} earlier {noun} left out · the model reads from here")
 
 
 class ChatView(QScrollArea):
@@ -18,6 +99,7 @@ class ChatView(QScrollArea):
     editSubmitted = Signal(int, str)
     regenerateRequested = Signal(int)
     columnWidthChanged = Signal(int)  # the composer below follows the message column
+    conversationShown = Signal(object)  # conversation id or None, after show_conversation
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -31,6 +113,12 @@ class ChatView(QScrollArea):
         self._pending_text: str | None = None
         self._busy = False
         self._stick_to_bottom = True
+        self._anchor: MessageWidget | None = None  # a search hit kept in view while laid out
+        self._highlighted: MessageWidget | None = None
+        self._marks: list[TermMarks] = []
+        self.divider = LeftOutDivider()
+        self.divider.setVisible(False)
+        self.left_out_before: int | None = None  # the message the divider stands above
 
         page = QWidget()
         page.setObjectName("chatPage")
@@ -58,6 +146,7 @@ class ChatView(QScrollArea):
         bar = self.verticalScrollBar()
         bar.valueChanged.connect(self._remember_position)
         bar.rangeChanged.connect(self._follow_bottom)
+        bar.sliderPressed.connect(self._release_anchor)
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
@@ -79,6 +168,8 @@ class ChatView(QScrollArea):
             self._layout.removeWidget(w)
             w.deleteLater()
         self._widgets = []
+        self._anchor = self._highlighted = None
+        self._place_divider(None, 0)
         self.conversation_id = conversation_id
         for m in messages:
             w = self._append(m.id, m.role, m.content, m.status, m.stats, m.error, m.attachments)
@@ -87,6 +178,7 @@ class ChatView(QScrollArea):
         self._update_actions()
         self._stick_to_bottom = True
         self.scroll_to_bottom()
+        self.conversationShown.emit(conversation_id)
 
     def add_message(self, message) -> MessageWidget:
         w = self._append(
@@ -96,6 +188,7 @@ class ChatView(QScrollArea):
         if message.status == "streaming":
             self._streaming = w
         self._update_actions()
+        self._anchor = None
         self._stick_to_bottom = True
         return w
 
@@ -109,6 +202,10 @@ class ChatView(QScrollArea):
             w.deleteLater()
             if w is self._streaming:
                 self._streaming = None
+            if w is self._anchor or w is self._highlighted:
+                self._anchor = self._highlighted = None
+            if w.message_id == self.left_out_before:
+                self._place_divider(None, 0)
         del self._widgets[index:]
         self._update_actions()
 
@@ -188,11 +285,88 @@ class ChatView(QScrollArea):
 
     # -- scrolling: follow the answer unless the reader scrolled up
 
-    def scroll_to_message(self, message_id: int) -> None:
+    def scroll_to_message(
+        self, message_id: int, highlight: bool = True, terms: Iterable[str] = ()
+    ) -> bool:
+        """Bring a message (a search hit) to the top of the view and highlight it, with its
+        matching words marked. It stays in view while the messages above are laid out."""
         w = self.message_widget(message_id)
-        if w is not None:
-            self._stick_to_bottom = False
-            self.ensureWidgetVisible(w, 0, 40)
+        if w is None:
+            return False
+        self._anchor = w
+        self._stick_to_bottom = False
+        if highlight:
+            self._set_highlight(w, list(terms))
+        self._scroll_to_anchor()
+        QTimer.singleShot(0, self._scroll_to_anchor)  # once the new widgets have their heights
+        return True
+
+    @property
+    def highlighted_id(self) -> int | None:
+        return self._highlighted.message_id if self._highlighted is not None else None
+
+    def _scroll_to_anchor(self) -> None:
+        w = self._anchor
+        if w is None or w not in self._widgets:
+            return
+        page = self.widget()
+        page.layout().activate()
+        top = w.mapTo(page, QPoint(0, 0)).y()
+        bar = self.verticalScrollBar()
+        bar.blockSignals(True)  # not the reader's scroll: keep following the anchor
+        bar.setValue(max(bar.minimum(), min(bar.maximum(), top - HIT_MARGIN)))
+        bar.blockSignals(False)
+        self.viewport().update()
+
+    def _release_anchor(self) -> None:
+        self._anchor = None
+
+    def wheelEvent(self, event) -> None:  # noqa: N802
+        self._anchor = None  # the reader scrolls: stop holding the hit in place
+        super().wheelEvent(event)
+
+    def _set_highlight(self, w: MessageWidget, terms: list[str]) -> None:
+        old = self._highlighted
+        if old is not None and old in self._widgets:
+            old.setProperty("searchHit", False)
+            old.setStyleSheet("")
+        for marks in self._marks:
+            marks.setDocument(None)
+            marks.deleteLater()
+        self._marks = []
+        self._highlighted = w
+        w.setProperty("searchHit", True)
+        w.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
+        hl = self.palette().color(self.palette().ColorRole.Highlight)
+        w.setStyleSheet(
+            f"#{w.objectName()} {{ background: rgba({hl.red()}, {hl.green()}, {hl.blue()}, 38);"
+            " border-radius: 10px; }"
+        )
+        if terms:
+            self._marks = [TermMarks(b.document(), terms) for b in w.segments]
+
+    def marked_terms(self) -> list[str]:
+        """The words marked in the highlighted message."""
+        return [word for marks in self._marks for word in marks.marked()]
+
+    # -- where the model stops reading
+
+    def set_left_out(self, first_seen_id: int | None, count: int) -> None:
+        """A divider above `first_seen_id` saying `count` earlier messages were left out of
+        the model's context; none when nothing was left out."""
+        self._place_divider(first_seen_id if count > 0 else None, count)
+
+    def _place_divider(self, message_id: int | None, count: int) -> None:
+        w = self.message_widget(message_id) if message_id is not None else None
+        self._layout.removeWidget(self.divider)
+        if w is None:
+            self.divider.setVisible(False)
+            self.left_out_before = None
+            return
+        self.divider.set_count(count)
+        self._layout.insertWidget(self._layout.indexOf(w), self.divider)
+        self.divider.setVisible(True)
+        self.left_out_before = message_id
 
     def scroll_to_bottom(self) -> None:
         bar = self.verticalScrollBar()
@@ -203,5 +377,7 @@ class ChatView(QScrollArea):
         self._stick_to_bottom = value >= bar.maximum() - 24
 
     def _follow_bottom(self, _min: int, maximum: int) -> None:
-        if self._stick_to_bottom:
+        if self._anchor is not None:
+            self._scroll_to_anchor()
+        elif self._stick_to_bottom:
             self.verticalScrollBar().setValue(maximum)

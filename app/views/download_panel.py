@@ -20,6 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.bridge.units import format_duration, format_size
+
 MODEL_LABEL = "Mistral Nemo 12B"
 BITS_CHOICES = ((4, "4-bit, group 64 — 6.9 GB (recommended)"), (8, "8-bit — 13 GB, higher quality"))
 TOKEN_URL = "https://huggingface.co/settings/tokens"
@@ -28,23 +30,6 @@ _STYLE = """
 #downloadDetail, #convertHint { color: palette(placeholder-text); font-size: 11px; }
 #convertToggle { border: none; color: palette(link); background: transparent; }
 """
-
-
-def format_size(n: float) -> str:
-    """1.0 GB, 350 MB, 12 kB (decimal units, as Finder and the Hub show downloads)."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{int(n)} B"
-
-
-def format_duration(seconds: float) -> str:
-    s = max(0, round(seconds))
-    if s >= 3600:
-        return f"{s // 3600} h {s % 3600 // 60:02d} min"
-    if s >= 60:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s} s"
 
 
 def format_part(done: int, total: int) -> str:

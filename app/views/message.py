@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtCore import QEvent, Qt, QUrl, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QFrame,
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.identity import resources_dir
 from app.markdown import (
     document_css,
     first_strong_direction,
@@ -26,19 +28,34 @@ from app.markdown import (
     render_markdown,
     render_plain,
 )
+from app.views.copy_feedback import flash_copied
 from app.views.text_browser import SafeTextBrowser
 from app.views.theme import faint_text, is_dark
 
+DOCUMENT_ICON = "icons/document.svg"  # under resources/
 COLLAPSE_CHARS = 4000  # a pasted document shows its start until "Show all" is clicked
+LENGTH_CUT_NOTE = "cut at the length limit"
+
+
+def prompt_cache_parts(stats: dict[str, Any]) -> list[str]:
+    """["8,112 cached", "14 new"]: the prompt tokens the KV cache held and those read for this
+    answer (GenerationStats.reused_tokens, prefilled_tokens); [] for stats without them."""
+    reused, new = stats.get("reused_tokens"), stats.get("prefilled_tokens")
+    if reused is None or new is None or reused + new == 0:
+        return []
+    return [f"{reused:,} cached", f"{new:,} new"]
 
 
 def format_stats(stats: dict[str, Any] | None, status: str) -> str:
-    """The quiet line under an answer: tokens · time to first token · tok/s · stopped."""
+    """The quiet line under an answer: tokens · N cached · M new (prompt tokens) · time to
+    first token · tok/s · stopped, or
+    "cut at the length limit" when the answer ran into its longest-answer setting."""
     parts = []
     if stats:
         tokens = stats.get("generated_tokens")
         if tokens is not None:
             parts.append(f"{tokens:,} tokens")
+        parts += prompt_cache_parts(stats)
         ttft = stats.get("ttft_s")
         if ttft:
             parts.append(f"{ttft:.2f} s to first token")
@@ -47,20 +64,38 @@ def format_stats(stats: dict[str, Any] | None, status: str) -> str:
             parts.append(f"{tps:.1f} tok/s")
     if status == "stopped":
         parts.append("stopped")
+    elif stats and stats.get("finish_reason") == "length":
+        parts.append(LENGTH_CUT_NOTE)
     return " · ".join(parts)
 
 
+def _attachment_text(a: Any) -> str:
+    bits = [a.name]
+    count = a.count_label() if hasattr(a, "count_label") else None  # None: DOCX, TXT (no pages)
+    if count:
+        bits.append(count)
+    if a.tokens:
+        bits.append(f"{a.tokens:,} tokens")
+    return " · ".join(bits)
+
+
 def attachment_line(attachments: Sequence[Any]) -> str:
-    """The documents sent with a message, e.g. "📎 report.pdf · 12 pages · 8,431 tokens"."""
-    parts = []
-    for a in attachments:
-        bits = [a.name]
-        if a.pages:
-            bits.append(f"{a.pages} page{'s' if a.pages != 1 else ''}")
-        if a.tokens:
-            bits.append(f"{a.tokens:,} tokens")
-        parts.append("📎 " + " · ".join(bits))
-    return "   ".join(parts)
+    """The documents sent with a message, e.g. "report.pdf · 12 pages · 8,431 tokens"."""
+    return "   ".join(_attachment_text(a) for a in attachments)
+
+
+def document_icon_url() -> str:
+    return QUrl.fromLocalFile(str(resources_dir() / DOCUMENT_ICON)).toString()
+
+
+def attachment_html(attachments: Sequence[Any], icon_url: str) -> str:
+    """The same line, each document after a page icon: an SVG, so no emoji font is needed.
+    The SVG is drawn at twice the size it is shown at, so it stays sharp on Retina screens."""
+    icon = (
+        f'<img src="{html.escape(icon_url)}" width="14" height="14" style="vertical-align: middle">'
+    )
+    items = (f"{icon}&nbsp;{html.escape(_attachment_text(a))}" for a in attachments)
+    return "&nbsp;&nbsp;&nbsp; ".join(items)
 
 
 class MessageWidget(QWidget):
@@ -108,6 +143,7 @@ class MessageWidget(QWidget):
 
         self.stats_label = QLabel()
         self.stats_label.setObjectName("messageStats")
+        self.stats_label.setWordWrap(True)  # a narrow window wraps the line, never clips it
         self.copy_button = self._action("Copy", "Copy this message")
         self.copy_button.clicked.connect(self.copy_to_clipboard)
         self.edit_button = self._action("Edit", "Edit this message and send it again")
@@ -128,9 +164,7 @@ class MessageWidget(QWidget):
         footer.setSpacing(2)
         if role == "user":
             footer.addStretch(1)
-        footer.addWidget(self.stats_label)
-        if role != "user":
-            footer.addStretch(1)
+        footer.addWidget(self.stats_label, 0 if role == "user" else 1)  # wraps only when it must
         for b in (self.expand_button, self.copy_button, self.edit_button, self.regenerate_button):
             footer.addWidget(b)
 
@@ -144,7 +178,9 @@ class MessageWidget(QWidget):
         outer.setContentsMargins(0, 6, 0, 2)
         outer.setSpacing(2)
         if attachments:  # the documents sent with this message, stored with it
-            self.attachments_label = QLabel(attachment_line(attachments))
+            self.attachments_label = QLabel(attachment_html(attachments, document_icon_url()))
+            self.attachments_label.setTextFormat(Qt.TextFormat.RichText)
+            self.attachments_label.setAccessibleName(attachment_line(attachments))
             self.attachments_label.setObjectName("messageAttachments")
             self.attachments_label.setWordWrap(True)
             self.attachments_label.setAlignment(Qt.AlignmentFlag.AlignRight)
@@ -278,7 +314,7 @@ class MessageWidget(QWidget):
         if self._theme and self._theme_key() != self._theme:
             self._theme = self._theme_key()
             for browser in self.segments:
-                self._render(browser, browser.source)
+                self._render(browser, browser.source)  # pyright: ignore[reportArgumentType] (our str attribute, not QTextBrowser.source())
 
     # -- actions
 
@@ -288,6 +324,7 @@ class MessageWidget(QWidget):
 
     def copy_to_clipboard(self) -> None:
         QGuiApplication.clipboard().setText(self.content)
+        flash_copied(self.copy_button)
 
     def begin_edit(self) -> None:
         if self.role != "user" or self.editor is not None:

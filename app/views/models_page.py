@@ -117,8 +117,9 @@ class ModelsPage(QWidget):
             item.setData(0, PATH_ROLE, str(m.path))
             item.setToolTip(0, str(m.path))
             self.tree.addTopLevelItem(item)
-        if models:
-            self.tree.setCurrentItem(self.tree.topLevelItem(0))
+        first = self.tree.topLevelItem(0)
+        if first is not None:
+            self.tree.setCurrentItem(first)
         elif not self.path_label.text():
             self.path_label.setText(f"No models yet. Downloads go to {self.library.root}")
         self._update_buttons()

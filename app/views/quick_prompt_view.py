@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.markdown import document_css, render_markdown
+from app.views.copy_feedback import flash_copied
 from app.views.text_browser import SafeTextBrowser
 from app.views.theme import faint_text, is_dark
 
@@ -98,21 +99,22 @@ class QuickPromptView(QWidget):
         self.note.setWordWrap(True)
         self.note.setTextFormat(Qt.TextFormat.RichText)
 
-        self.answer = SafeTextBrowser()
-        self.answer.setObjectName("quickPromptAnswer")
+        self.answer_view = SafeTextBrowser()
+        self.answer_view.setObjectName("quickPromptAnswer")
         self.scroll = QScrollArea()
         self.scroll.setObjectName("quickPromptScroll")
-        self.scroll.setWidget(self.answer)
+        self.scroll.setWidget(self.answer_view)
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QFrame.Shape.NoFrame)
         self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.scroll.viewport().setAutoFillBackground(False)
-        self.answer.document().documentLayout().documentSizeChanged.connect(self._fit_answer)
+        self.answer_view.document().documentLayout().documentSizeChanged.connect(self._fit_answer)
 
         self.stats_label = QLabel()
         self.stats_label.setObjectName("quickPromptStats")
         self.stop_button = QPushButton("Stop")
         self.copy_button = QPushButton("Copy")
+        self.copy_button.clicked.connect(lambda: flash_copied(self.copy_button))
         self.continue_button = QPushButton("Continue in Nemo Chat")
         self.continue_button.setDefault(False)
         footer = QHBoxLayout()
@@ -136,10 +138,10 @@ class QuickPromptView(QWidget):
         card.addLayout(top)
         card.addWidget(self.chip_row)
         card.addWidget(self.rule)
+        card.addWidget(self.footer)  # _dock_footer moves it to the edge that stays put
         card.addWidget(self.note)
-        card.addWidget(self.scroll)
+        card.addWidget(self.scroll)  # pyright: ignore[reportArgumentType] (a QScrollArea attribute)
         card.addWidget(self.stats_label)
-        card.addWidget(self.footer)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(self.card)
@@ -178,7 +180,19 @@ class QuickPromptView(QWidget):
         if self.anchor is not None and not self.anchor.isEmpty():
             screen = QGuiApplication.screenAt(self.anchor.center()) or screen
         if screen is not None:
-            self.move(panel_position(self.size(), screen.availableGeometry(), self.anchor))
+            available = screen.availableGeometry()
+            anchor = self.anchor
+            grows_up = anchor is not None and not anchor.isEmpty()
+            grows_up = grows_up and anchor.center().y() >= available.center().y()
+            self._dock_footer(at_bottom=grows_up)
+            self.move(panel_position(self.size(), available, self.anchor))
+
+    def _dock_footer(self, at_bottom: bool) -> None:
+        """The buttons sit on the panel's fixed edge (under the input when it grows downwards),
+        so Stop stays under the pointer while the answer grows."""
+        card = self.card.layout()
+        card.removeWidget(self.footer)
+        card.insertWidget(card.count() if at_bottom else card.indexOf(self.rule) + 1, self.footer)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
         if event.key() == Qt.Key.Key_Escape:
@@ -208,7 +222,7 @@ class QuickPromptView(QWidget):
             pal.color(pal.ColorRole.WindowText).name(),
             faint_text(pal).name(),
         )
-        self.answer.show_rendered(text, render_markdown(text, is_dark(pal)), css)
+        self.answer_view.show_rendered(text, render_markdown(text, is_dark(pal)), css)
         self.scroll.setVisible(bool(text))
         if follow:
             bar = self.scroll.verticalScrollBar()
@@ -216,8 +230,9 @@ class QuickPromptView(QWidget):
 
     def _fit_answer(self) -> None:
         # Grow with the answer up to MAX_ANSWER_HEIGHT, then scroll; the panel grows along.
-        self.scroll.setFixedHeight(min(self.answer.height() + 4, MAX_ANSWER_HEIGHT))
+        self.scroll.setFixedHeight(min(self.answer_view.height() + 4, MAX_ANSWER_HEIGHT))
         if self.isVisible():
+            self.card.updateGeometry()  # the card's new height counts now, not at the next event
             self.adjustSize()
             if self.anchor is not None and self.anchor.center().y() > self.pos().y():
                 self._place()  # above a bottom panel's icon: grow upwards

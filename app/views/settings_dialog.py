@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QGuiApplication, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -13,21 +14,26 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
     QSlider,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
+from app.bridge.units import format_size
 from app.settings import KV_BITS_CHOICES, NUM_CTX_STEPS, ChatSettings
 from app.views.quick_prompt_settings import QuickPromptSettings
 
-KV_LABELS = {None: "Off (16-bit)", 8: "8-bit", 4: "4-bit"}
+KV_LABELS = {None: "Off", 8: "8-bit", 4: "4-bit"}  # "Off (fp32)" once the plan names the dtype
+MIN_WIDTH, MIN_HEIGHT = 560, 360  # fits an 800×600 screen; below the content's height it scrolls
+SCREEN_MARGIN = 60  # room left for the title bar and the Dock/panel at the default size
 GIB = 1 << 30
 
 PlanFn = Callable[[int, "int | None"], Any]  # controller.plan_memory(num_ctx, kv_bits)
@@ -42,10 +48,18 @@ def format_gib(n: int) -> str:
     return f"{n / GIB:.1f} GB"
 
 
+def idle_caches_note(plan: Any) -> str:
+    """The rest of the memory the other chats' KV caches may keep (MemoryPlan's budget)."""
+    budget = getattr(plan, "cache_budget_bytes", None)
+    if not isinstance(budget, int) or not plan.fits:
+        return ""
+    return f"; other chats' caches may use up to {format_size(budget)} of the rest"
+
+
 def format_plan(plan: Any) -> str:
     """The engine's own one-line description, so the dialog and the CLI say the same."""
     if hasattr(plan, "describe"):
-        return plan.describe()
+        return plan.describe() + idle_caches_note(plan)
     text = (
         f"Model {format_gib(plan.weights_bytes)} + context {format_gib(plan.kv_bytes)}"
         f" + working {format_gib(plan.working_bytes)} = {format_gib(plan.total_bytes)}"
@@ -64,10 +78,12 @@ class SettingsDialog(QDialog):
         super().__init__(parent)
         self.setObjectName("settingsDialog")
         self.setWindowTitle("Settings")
-        self.setMinimumWidth(560)
+        self.setMinimumSize(MIN_WIDTH, MIN_HEIGHT)
         self._plan_memory = plan_memory
         self.plan: Any = None  # the MemoryPlan behind the estimate shown
         self._initial = settings
+        self.sections: list[QWidget] = []  # groups with values() (add_section)
+        self.remote_location: str | None = None  # set when the model runs on a server
 
         self.model_edit = QLineEdit(settings.model_dir or "")
         self.model_edit.setPlaceholderText("No model folder chosen")
@@ -125,6 +141,16 @@ class SettingsDialog(QDialog):
         self.max_tokens.setSingleStep(256)
         self.max_tokens.setValue(settings.max_tokens)
         self.max_tokens.setSuffix(" tokens")
+        self.part_cap = QSpinBox()  # long documents are read in parts of at most this size
+        self.part_cap.setObjectName("summaryPartCap")
+        self.part_cap.setRange(1024, 131072)
+        self.part_cap.setSingleStep(1024)
+        self.part_cap.setValue(settings.validated().summary_part_cap)
+        self.part_cap.setSuffix(" tokens")
+        self.part_cap.setToolTip(
+            "Long documents are read in parts of at most this size (never more than the context "
+            "allows). Nemo reads about 16K tokens faithfully; longer parts lose detail."
+        )
 
         form = QFormLayout()
         form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
@@ -137,6 +163,7 @@ class SettingsDialog(QDialog):
         form.addRow("Temperature:", self.temperature)
         form.addRow("Top P:", self.top_p)
         form.addRow("Longest answer:", self.max_tokens)
+        form.addRow("Longest part:", self.part_cap)
 
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
@@ -144,16 +171,75 @@ class SettingsDialog(QDialog):
         self.ok_button = buttons.button(QDialogButtonBox.StandardButton.Ok)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        # Everything but the buttons scrolls: a form squeezed below its height overlaps its rows.
+        self.content = QWidget()
+        self.content.setObjectName("settingsContent")
+        content = QVBoxLayout(self.content)
+        content.setContentsMargins(0, 0, 0, 0)
+        content.addLayout(form)
         self.quick_prompt = QuickPromptSettings(settings)
-        layout.addWidget(self.quick_prompt)
+        content.addWidget(self.quick_prompt)
+        content.addStretch(1)
+        self.scroll = QScrollArea()
+        self.scroll.setObjectName("settingsScroll")
+        self.scroll.setWidget(self.content)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.buttons = buttons
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.scroll, 1)  # pyright: ignore[reportArgumentType] (a QScrollArea attribute)
         layout.addSpacing(6)
         layout.addWidget(buttons)
 
         self.ctx_slider.valueChanged.connect(self._update_estimate)
         self.kv_combo.currentIndexChanged.connect(self._update_estimate)
+        self._name_unquantized_cache()
         self._update_estimate()
+        self.resize(self.default_size())
+        self._sized_on_show = False
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802
+        # Once polished for the screen it shows on, the rows know their true heights.
+        if not self._sized_on_show:
+            self._sized_on_show = True
+            self.resize(self.default_size())
+        super().showEvent(event)
+
+    def default_size(self) -> QSize:
+        """All settings visible without scrolling, as far as the screen allows."""
+        margins = self.layout().contentsMargins()
+        bar = self.scroll.verticalScrollBar().sizeHint().width()
+        self.content.ensurePolished()
+        hint = self.content.sizeHint()
+        width = max(MIN_WIDTH, hint.width() + bar + margins.left() + margins.right())
+        # Wrapped notes are taller at the width they really get than in the plain size hint.
+        inner = width - bar - margins.left() - margins.right()
+        height = (
+            max(hint.height(), self.content.heightForWidth(inner))
+            + 6
+            + self.layout().spacing() * 2
+            + self.buttons.sizeHint().height()
+        )
+        height += margins.top() + margins.bottom()
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is not None:
+            available = screen.availableGeometry()
+            width = min(width, max(MIN_WIDTH, available.width() - SCREEN_MARGIN))
+            height = min(height, max(MIN_HEIGHT, available.height() - SCREEN_MARGIN))
+        return QSize(width, max(MIN_HEIGHT, height))
+
+    def _name_unquantized_cache(self) -> None:
+        """ "Off (fp32)" on the CPU backend, "Off (fp16)" on a GPU: the dtype the estimate counts."""
+        if self._plan_memory is None:
+            return
+        try:
+            plan = self._plan_memory(self.num_ctx(), None)
+        except Exception:  # no estimate, no dtype: the plain "Off" stays
+            return
+        if hasattr(plan, "kv_label"):
+            index = KV_BITS_CHOICES.index(None)
+            self.kv_combo.setItemText(index, f"{KV_LABELS[None]} ({plan.kv_label()})")
 
     def num_ctx(self) -> int:
         return NUM_CTX_STEPS[self.ctx_slider.value()]
@@ -169,13 +255,26 @@ class SettingsDialog(QDialog):
             temperature=round(self.temperature.value(), 2),
             top_p=round(self.top_p.value(), 2),
             max_tokens=self.max_tokens.value(),
+            summary_part_cap=self.part_cap.value(),
             model_dir=self.model_edit.text().strip() or None,
             **self.quick_prompt.values(),
+            **{k: v for s in self.sections for k, v in s.values().items()},
         ).validated()
 
     def _update_estimate(self) -> None:
         self.ctx_value.setText(format_ctx(self.num_ctx()))
         plan, reason, rejected = None, "", False
+        if self.remote_location:  # this computer holds no weights nor cache for it
+            self.plan = None
+            self.estimate_label.setText(
+                f"The model runs on {self.remote_location}: it uses no memory here."
+            )
+            self.estimate_label.setProperty("fits", True)
+            self.ok_button.setEnabled(True)
+            self.ok_button.setToolTip("")
+            self.estimate_label.style().unpolish(self.estimate_label)
+            self.estimate_label.style().polish(self.estimate_label)
+            return
         if self._plan_memory is not None:
             try:
                 plan = self._plan_memory(self.num_ctx(), self.kv_bits())
@@ -205,10 +304,40 @@ class SettingsDialog(QDialog):
 
     def add_models_page(self, page: QWidget) -> None:
         """app.views.models_page above the buttons; "Use This Model" picks it and applies."""
-        layout = self.layout()
-        layout.insertWidget(layout.indexOf(self.ok_button.parentWidget()) - 1, page)
+        content = self.content.layout()
+        content.insertWidget(content.count() - 1, page)  # above the closing stretch
         page.useRequested.connect(lambda path: (self.model_edit.setText(path), self.accept()))
         self.models_page = page
+        self.resize(self.default_size())
+
+    def add_section(self, section: QWidget, first: bool = False) -> None:
+        """A settings group with values() (app.views.settings_backend, settings_api): at the
+        top or above the closing stretch; its attach(dialog), if any, wires it to the rest."""
+        content = self.content.layout()
+        content.insertWidget(0 if first else content.count() - 1, section)
+        self.sections.append(section)
+        if hasattr(section, "attach"):
+            section.attach(self)
+        self.resize(self.default_size())
+
+    def set_remote(self, location: str | None) -> None:
+        """The model runs on `location` (a server), or here (None): no folder, no estimate."""
+        self.remote_location = location
+        self.model_edit.setEnabled(location is None)
+        self._update_estimate()
+
+    def set_context_limit(self, max_context: int | None) -> None:
+        """The slider stops at the largest step the model's context holds (a server's)."""
+        steps = [i for i, n in enumerate(NUM_CTX_STEPS) if not max_context or n <= max_context]
+        self.ctx_slider.setMaximum(steps[-1] if steps else 0)
+        self._update_estimate()
+
+    def accept(self) -> None:
+        """Sections that act at once (the local API) commit first; a failure keeps it open."""
+        for section in self.sections:
+            if hasattr(section, "commit") and not section.commit():
+                return
+        super().accept()
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(

@@ -1,8 +1,11 @@
-"""Conversations list with new, rename, delete, and full-text search over the history."""
+"""Conversations list with new, rename, delete, and full-text search over the history.
+
+Deleting asks no question: it is undoable (Undo, and the "Recently Deleted" button at the foot).
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QModelIndex, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -13,8 +16,9 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMenu,
-    QMessageBox,
     QPushButton,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QVBoxLayout,
     QWidget,
 )
@@ -33,7 +37,8 @@ class Sidebar(QFrame):
     conversationSelected = Signal(int, object)  # conversation id, message id or None
     newChatRequested = Signal()
     renameRequested = Signal(int, str)
-    deleteRequested = Signal(int)
+    deleteRequested = Signal(int)  # moves it to Recently Deleted (undoable)
+    recentlyDeletedRequested = Signal()
     searchChanged = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -59,6 +64,10 @@ class Sidebar(QFrame):
         self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.list.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.list.setWordWrap(False)
+        # A long title is elided ("Quarterly budget revi…"), never scrolled sideways.
+        self.list.setItemDelegate(_FitWidthDelegate(self.list))
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setResizeMode(QListWidget.ResizeMode.Adjust)
 
         for key in (QKeySequence.StandardKey.Delete, QKeySequence("Ctrl+Backspace")):
             shortcut = QShortcut(QKeySequence(key), self.list)
@@ -70,6 +79,13 @@ class Sidebar(QFrame):
         self.hint.setWordWrap(True)
         self.hint.setVisible(False)
 
+        self.deleted_button = QPushButton()
+        self.deleted_button.setObjectName("recentlyDeletedButton")
+        self.deleted_button.setFlat(True)
+        self.deleted_button.setToolTip("Deleted chats, kept for a while: restore or delete now")
+        self.deleted_button.clicked.connect(self.recentlyDeletedRequested)
+        self.set_deleted_count(0)
+
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
         top.addWidget(self.search_box, 1)
@@ -80,6 +96,7 @@ class Sidebar(QFrame):
         layout.addLayout(top)
         layout.addWidget(self.hint)
         layout.addWidget(self.list, 1)
+        layout.addWidget(self.deleted_button)
 
         self._search_timer = QTimer(self)
         self._search_timer.setSingleShot(True)
@@ -95,6 +112,11 @@ class Sidebar(QFrame):
     @property
     def searching(self) -> bool:
         return self._searching
+
+    def set_deleted_count(self, count: int) -> None:
+        """The foot button: "Recently Deleted (3)"; hidden while nothing is there."""
+        self.deleted_button.setText(f"Recently Deleted ({count})")
+        self.deleted_button.setVisible(count > 0)
 
     def focus_search(self) -> None:
         self.search_box.setFocus(Qt.FocusReason.ShortcutFocusReason)
@@ -190,28 +212,28 @@ class Sidebar(QFrame):
             return
         menu = QMenu(self)
         rename = menu.addAction("Rename")
-        delete = menu.addAction("Delete…")
+        delete = menu.addAction("Delete")
+        delete.setToolTip("Moves the chat to Recently Deleted; Undo brings it back")
         chosen = menu.exec(self.list.viewport().mapToGlobal(pos))
         if chosen is rename:
             self.list.editItem(item)
         elif chosen is delete:
-            self.confirm_delete(item.data(CONVERSATION_ROLE), item.text())
+            self.deleteRequested.emit(item.data(CONVERSATION_ROLE))
 
     def _delete_current(self) -> None:
         item = self.list.currentItem()
         if item is not None and not self._searching:
-            self.confirm_delete(item.data(CONVERSATION_ROLE), item.text())
+            self.deleteRequested.emit(item.data(CONVERSATION_ROLE))
 
-    def confirm_delete(self, conversation_id: int, title: str) -> None:
-        answer = QMessageBox.question(
-            self,
-            "Delete chat",
-            f"Delete “{title}”? This cannot be undone.",
-            QMessageBox.StandardButton.Cancel | QMessageBox.StandardButton.Yes,
-            QMessageBox.StandardButton.Cancel,
-        )
-        if answer == QMessageBox.StandardButton.Yes:
-            self.deleteRequested.emit(conversation_id)
+
+class _FitWidthDelegate(QStyledItemDelegate):
+    """Rows no wider than the list, so Qt elides long titles instead of widening the rows."""
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
+        hint = super().sizeHint(option, index)
+        view = self.parent()
+        width = view.viewport().width() if view is not None else hint.width()
+        return QSize(min(hint.width(), width), hint.height())
 
 
 def _escape(text: str) -> str:

@@ -43,6 +43,14 @@ class ChatStatusBar(QStatusBar):
         self.addWidget(self.dot)
         self.addWidget(self.state_label, 1)
         self.addWidget(self.progress)
+        # Which machine runs the model (privacy, issue 14) and whether the local API serves it.
+        self.api_label = QLabel()
+        self.api_label.setObjectName("apiStatus")
+        self.api_label.setVisible(False)
+        self.location_label = QLabel()
+        self.location_label.setObjectName("modelLocation")
+        self.addPermanentWidget(self.api_label)
+        self.addPermanentWidget(self.location_label)
         self.addPermanentWidget(self.trimmed_label)
         self.addPermanentWidget(self.context_meter)
         self.addPermanentWidget(self.context_label)
@@ -90,7 +98,8 @@ class ChatStatusBar(QStatusBar):
         self.state_label.setToolTip(text)
         self._set_state_property("error" if error else self.state)
 
-    def set_context(self, used: int, num_ctx: int) -> None:
+    def set_context(self, used: int, num_ctx: int, left_out: int = 0) -> None:
+        """Prompt tokens the model reads of num_ctx (app.chat.context_meter keeps it current)."""
         if num_ctx <= 0:
             self.context_label.setText("")
             self.context_meter.setVisible(False)
@@ -103,7 +112,12 @@ class ChatStatusBar(QStatusBar):
         self.context_meter.setProperty("level", "high" if share > 0.9 else "normal")
         self.context_meter.style().unpolish(self.context_meter)
         self.context_meter.style().polish(self.context_meter)
-        self.context_meter.setToolTip(f"Context used: {share:.0%} of {num_ctx:,} tokens")
+        tip = f"Context used: {share:.0%} of {num_ctx:,} tokens"
+        if left_out:
+            noun = "message is" if left_out == 1 else "messages are"
+            tip += f"; {left_out} earlier {noun} left out (marked in the chat)"
+        self.context_meter.setToolTip(tip)
+        self.context_label.setToolTip(tip)
 
     def set_trimmed(self, dropped: int) -> None:
         if dropped <= 0:
@@ -116,3 +130,26 @@ class ChatStatusBar(QStatusBar):
             "to the model. Raise the context length in Settings to keep more."
         )
         self.trimmed_label.setVisible(True)
+
+    def set_location(self, sentence: str, detail: str = "") -> None:
+        """ "Model runs on this Mac" / "Model runs on the server at http://host:port"."""
+        self.location_label.setText(sentence)
+        self.location_label.setToolTip(detail or sentence)
+
+    def set_api(self, status: object) -> None:
+        """app.bridge.api_control.ApiStatus: the local API's address and its requests."""
+        url = getattr(status, "url", None)
+        if not url:
+            self.api_label.setVisible(False)
+            return
+        running, waiting = getattr(status, "running", 0), getattr(status, "waiting", 0)
+        address = url.split("://", 1)[-1].removesuffix("/v1")
+        text = f"API on · {address}"
+        if running or waiting:
+            text += f" · {running} running, {waiting} waiting"
+        self.api_label.setText(text)
+        self.api_label.setToolTip(
+            f"The local API serves the model at {url} (OpenAI) and {url.removesuffix('/v1')} "
+            "(Ollama); its requests take turns with this window."
+        )
+        self.api_label.setVisible(True)

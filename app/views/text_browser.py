@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt, QUrl
-from PySide6.QtGui import QDesktopServices, QGuiApplication
-from PySide6.QtWidgets import QFrame, QSizePolicy, QTextBrowser, QWidget
+from PySide6.QtCore import QSize, Qt, QUrl, Signal
+from PySide6.QtGui import QCursor, QDesktopServices, QGuiApplication
+from PySide6.QtWidgets import QFrame, QSizePolicy, QTextBrowser, QToolTip, QWidget
 
 from app.markdown import COPY_SCHEME, Rendered
+from app.views.copy_feedback import COPIED_MS, COPIED_TEXT
 
 EXTERNAL_SCHEMES = ("http", "https", "mailto")
 
@@ -19,6 +20,8 @@ class SafeTextBrowser(QTextBrowser):
 
     Links open in the system browser only when clicked; `nemo-copy:N` links copy code block N.
     """
+
+    codeCopied = Signal(int)  # the index of the code block just copied
 
     def __init__(self, parent: QWidget | None = None, snug: bool = False) -> None:
         super().__init__(parent)
@@ -55,6 +58,11 @@ class SafeTextBrowser(QTextBrowser):
             index = int(url.path()) if url.path().isdigit() else -1
             if 0 <= index < len(self.rendered.code_blocks):
                 QGuiApplication.clipboard().setText(self.rendered.code_blocks[index])
+                # The link is part of the rendered text: a tooltip is the feedback that fits.
+                QToolTip.showText(
+                    QCursor.pos(), COPIED_TEXT, self.viewport(), msecShowTime=COPIED_MS
+                )
+                self.codeCopied.emit(index)
         elif url.scheme() in EXTERNAL_SCHEMES:
             QDesktopServices.openUrl(url)
 

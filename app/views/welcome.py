@@ -14,6 +14,7 @@ REQUIREMENTS = (
 
 class WelcomeView(QWidget):
     openModelRequested = Signal()
+    settingsRequested = Signal()  # "Server Settings…" when the model runs on a server
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -45,6 +46,15 @@ class WelcomeView(QWidget):
         later.setObjectName("welcomeFootnote")
         later.setWordWrap(True)
         self._footnote, self.download_panel = later, None
+        self._needs, self._subtitle = needs, subtitle
+        self.remote_note = QLabel()  # set_remote: no download is needed for a server
+        self.remote_note.setObjectName("welcomeText")
+        self.remote_note.setWordWrap(True)
+        self.remote_note.setVisible(False)
+        self.settings_button = QPushButton("Server Settings…")
+        self.settings_button.setObjectName("serverSettingsButton")
+        self.settings_button.clicked.connect(self.settingsRequested)
+        self.settings_button.setVisible(False)
 
         column = QWidget()
         column.setFixedWidth(460)  # wrapped rich text needs a definite width to size itself
@@ -58,6 +68,8 @@ class WelcomeView(QWidget):
         inner.addSpacing(8)
         self._panel_slot = QVBoxLayout()  # the download panel goes here (set_download_panel)
         inner.addLayout(self._panel_slot)
+        inner.addWidget(self.remote_note)
+        inner.addWidget(self.settings_button, 0, Qt.AlignmentFlag.AlignCenter)
         inner.addWidget(self.open_button, 0, Qt.AlignmentFlag.AlignCenter)
         inner.addWidget(self.status)
         inner.addSpacing(8)
@@ -93,3 +105,28 @@ class WelcomeView(QWidget):
         panel.openModelRequested.connect(self.openModelRequested)
         self.open_button.setVisible(False)  # the panel has its own, next to Download
         self._footnote.setVisible(False)
+
+    def set_remote(self, location: str | None) -> None:
+        """The model runs on a server (`location`, "the server at …"): nothing to download;
+        None brings back the model folder and the download."""
+        remote = location is not None
+        self.remote_note.setText(
+            f"<p>The model runs on {location}. Your messages and documents are sent to it; "
+            "your chats stay on this computer.</p>"
+            "<p>Change the server, or go back to a model on this computer, in Settings.</p>"
+            if remote
+            else ""
+        )
+        self.remote_note.setVisible(remote)
+        self.settings_button.setVisible(remote)
+        self._needs.setVisible(not remote)
+        self._subtitle.setText(
+            "Chat with Mistral Nemo on your own server." if remote
+            else "Chat with Mistral Nemo 12B, privately, on your Mac."
+        )  # fmt: skip
+        if self.download_panel is not None:
+            self.download_panel.setVisible(not remote)
+            self.open_button.setVisible(False)
+        else:
+            self.open_button.setVisible(not remote)
+            self._footnote.setVisible(not remote)

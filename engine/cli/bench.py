@@ -13,6 +13,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -76,7 +78,8 @@ def build_models(preset: str, bits: int, seed: int = 0) -> tuple[Model, nn.Modul
     ours.set_dtype(compute_dtype(mx.bfloat16))
     theirs = llama.Model(llama.ModelArgs.from_dict(config.raw))
     nn.quantize(theirs, group_size=64, bits=bits)
-    theirs.load_weights(tree_flatten(ours.parameters()))
+    # tree_flatten returns a list unless given a dict destination; its stub says either
+    theirs.load_weights(cast("list[tuple[str, mx.array]]", tree_flatten(ours.parameters())))
     mx.eval(theirs.parameters())
     return ours, theirs, checkpoint_bytes
 
@@ -174,6 +177,7 @@ def bench_kv_bytes(engine: Engine, tokens: int = 1024):
     )
     prompt = mx.array([[1] + [2000 + i for i in range(tokens - 1)]])
     for bits in (None, 8, 4):
+        cache: list[Any]  # mlx-lm's cache classes type nbytes loosely
         if bits is None:
             cache = engine.model.make_cache()
         else:
@@ -235,7 +239,8 @@ def main(argv: list[str] | None = None) -> None:
         f"weights: {checkpoint_bytes:,} bytes for {params:,} params = "
         f"{checkpoint_bytes / params:.4f} B/param (ideal {0.5 + 4 / 64 if args.bits == 4 else 1 + 4 / 64:.4f})"
     )
-    engine = Engine(None, config, ours, load_tokenizer(None), weights_nbytes(ours))
+    model_dir = Path(f"<random {args.preset}>")  # no folder: random weights, as in bench_map
+    engine = Engine(model_dir, config, ours, load_tokenizer(None), weights_nbytes(ours))
     tok = _MlxLmTokenizer(engine.tokenizer)
     mx.eval(ours(mx.array([[1, 2, 3]])), theirs(mx.array([[1, 2, 3]])))  # warm up both
     if "throughput" not in args.skip:

@@ -61,7 +61,7 @@ def build_docx(path: str | Path, pages: int) -> Path:
     for number in range(1, pages + 1):
         for line in page_lines(number):
             document.add_paragraph(line)
-    document.save(path)
+    document.save(str(path))
     return Path(path)
 
 
@@ -129,7 +129,7 @@ def build_pptx(path: str | Path, pages: int) -> Path:
         slide = deck.slides.add_slide(deck.slide_layouts[1])
         slide.shapes.title.text = f"Slide {number}"
         slide.placeholders[1].text = "\n".join(page_lines(number))
-    deck.save(path)
+    deck.save(str(path))
     return Path(path)
 
 

@@ -1,8 +1,11 @@
-"""Summarizer scaling: `python -m engine.cli.bench_summarize [--summary-tokens 300]`.
+"""Summarizer scaling and the batched map step: `nemo bench summarize [options]`.
 
-Model calls and tokens processed for documents of 10K, 100K and 1M tokens at num_ctx 8K and 32K,
-with a deterministic stand-in model call that answers every prompt with a fixed-size summary, so
-it runs in seconds and shows the pipeline's own growth (linear: parts + a few combines).
+1. Model calls and tokens processed for documents of 10K, 100K and 1M tokens at num_ctx 8K and
+   32K, with a deterministic stand-in model call that answers every prompt with a fixed-size
+   summary, so it runs in seconds and shows the pipeline's own growth (parts + a few combines).
+2. The map step batched (engine.docs.batch, mlx-lm's BatchGenerator) against sequential, on the
+   same random weights in one run (engine.cli.bench_map): wall-time and decode-only ratios at
+   the memory plan's batch size, peak memory against the plan, weight bytes read per token.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import argparse
 import time
 from pathlib import Path
 
+from engine.cli.bench_text import paragraph
 from engine.docs.extract import Document, Page
 from engine.docs.summarize import CombineStarted, SummaryDone, plan_summary, summarize
 from engine.events import TextChunk
@@ -20,15 +24,6 @@ SIZES = (10_000, 100_000, 1_000_000)
 CONTEXTS = (8192, 32768)
 MAX_TOKENS = 1024
 PAGE_TOKENS = 550  # about a printed page of a contract
-_WORDS = (
-    "tenant landlord rent deposit notice repair insurance clause schedule term party premises "
-    "payment interest default termination assignment liability indemnity warranty"
-).split()
-
-
-def paragraph(n: int) -> str:
-    words = " ".join(_WORDS[(n * 7 + k * 3) % len(_WORDS)] for k in range(40))
-    return f"{n // 10}.{n % 10} The {words} shall apply from day {n % 365 + 1} at {n * 37} euros."
 
 
 def contract(tokens: int, tokenizer) -> Document:
@@ -98,9 +93,20 @@ def run(summary_tokens: int) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m engine.cli.bench_summarize")
+    from engine.cli import bench_map
+
+    parser = argparse.ArgumentParser(prog="nemo bench summarize")
     parser.add_argument("--summary-tokens", type=int, default=300, help="stand-in summary size")
+    parser.add_argument("--skip-table", action="store_true", help="only the batched map step")
+    bench_map.add_arguments(parser)
     args = parser.parse_args(argv)
+    if not args.skip_table:
+        table(args)
+    if not args.skip_map:
+        bench_map.report(bench_map.run(args))
+
+
+def table(args: argparse.Namespace) -> None:
     rows = run(args.summary_tokens)
     print(
         f"stand-in model: every call answers {args.summary_tokens} tokens; "

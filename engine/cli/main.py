@@ -6,69 +6,47 @@ import argparse
 import sys
 import threading
 
-from engine import (
-    ConfigError,
-    Finished,
-    PrefillProgress,
-    SamplingSettings,
-    TextChunk,
-    WeightsError,
-)
+from engine import ConfigError, WeightsError
+from engine.cli import ask as ask_cli
 from engine.cli import pull as pull_cli
+from engine.cli import serve as serve_cli
 from engine.cli import summarize as summarize_cli
+from engine.cli.backend_args import add_backend_args
+from engine.cli.terminal import print_events, sampling_from_args
+from engine.remote.errors import RemoteError
+from engine.session import ContextOverflow
 from engine.tokenizer import TokenizerError
 
-
-def _sampling(args: argparse.Namespace) -> SamplingSettings:
-    return SamplingSettings(
-        temperature=args.temperature,
-        top_p=args.top_p,
-        max_tokens=args.max_tokens,
-        repetition_penalty=args.repetition_penalty,
-        seed=args.seed,
-    )
-
-
-def _print_events(events, cancel: threading.Event) -> str:
-    """Stream an answer to the terminal; Ctrl+C stops it (and keeps what was said)."""
-    text = []
-    try:
-        for event in events:
-            if isinstance(event, PrefillProgress) and event.total > 2048:
-                print(f"\rreading {event.done:,} / {event.total:,} tokens", end="", file=sys.stderr)
-            elif isinstance(event, TextChunk):
-                text.append(event.text)
-                print(event.text, end="", flush=True)
-            elif isinstance(event, Finished):
-                s = event.stats
-                print(
-                    f"\n[{s.prompt_tokens:,} prompt tokens ({s.reused_tokens:,} reused), "
-                    f"{s.generated_tokens:,} generated, ttft {s.ttft_s:.2f}s, "
-                    f"{s.decode_tps:.1f} tok/s, {s.finish_reason}]",
-                    file=sys.stderr,
-                )
-    except KeyboardInterrupt:
-        cancel.set()
-        print("\n[stopped]", file=sys.stderr)
-    return "".join(text)
+# chat_conversation still imports these two from here; it moves to engine.cli.terminal next.
+_sampling, _print_events = sampling_from_args, print_events
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    import engine
+    from engine.backend import ChatRequest, GenerationOptions, messages_of
+    from engine.cli.backend_args import backend_from_args
 
-    eng = engine.load(args.model)
+    backend = backend_from_args(args)  # a local model folder, or --server URL
     cancel = threading.Event()
     messages = [{"role": "user", "content": args.prompt}]
     if args.system:
         messages.insert(0, {"role": "system", "content": args.system})
-    _print_events(eng.chat(messages, _sampling(args), cancel), cancel)
+    request = ChatRequest(messages_of(messages), GenerationOptions(sampling_from_args(args)))
+    print_events(backend.chat(request, cancel), cancel)
 
 
 def cmd_chat(args: argparse.Namespace) -> None:
-    import engine
+    if args.conversation:  # history and KV cache kept across runs
+        from engine.cli import chat_conversation
 
-    eng = engine.load(args.model)
-    session = eng.session(num_ctx=args.num_ctx, kv_bits=args.kv_bits)
+        return chat_conversation.run(args)
+
+    from engine.backend import ChatRequest, GenerationOptions, messages_of
+    from engine.cli.backend_args import backend_from_args
+
+    backend = backend_from_args(args)  # a local model folder, or --server URL
+    options = GenerationOptions(
+        sampling_from_args(args), num_ctx=args.num_ctx, kv_bits=args.kv_bits
+    )
     history = [{"role": "system", "content": args.system}] if args.system else []
     print("Nemo chat — an empty line or Ctrl+D quits, Ctrl+C stops an answer.", file=sys.stderr)
     while True:
@@ -80,7 +58,8 @@ def cmd_chat(args: argparse.Namespace) -> None:
             break
         history.append({"role": "user", "content": line})
         cancel = threading.Event()
-        answer = _print_events(session.chat(history, _sampling(args), cancel), cancel)
+        request = ChatRequest(messages_of(history), options, key="cli")
+        answer = print_events(backend.chat(request, cancel), cancel)
         history.append({"role": "assistant", "content": answer})
 
 
@@ -127,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def sampling(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", required=True, help="model folder (HF or MLX 4-bit)")
+        add_backend_args(p)  # --model DIR, or --server URL [--api-key K] [--model NAME]
         p.add_argument("--system", default="", help="system prompt")
         p.add_argument("--max-tokens", type=int, default=1024)
         p.add_argument("--temperature", type=float, default=0.3)
@@ -144,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     sampling(p)
     p.add_argument("--num-ctx", type=int, default=8192)
     p.add_argument("--kv-bits", type=int, choices=(4, 8), default=None)
+    p.add_argument(
+        "--conversation", help="a named conversation: history and cache kept across runs"
+    )
+    p.add_argument("--data-dir", help="folder for conversations and caches (default: the app's)")
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("convert", help="quantize an HF folder to MLX 4-bit (or 8-bit)")
@@ -155,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pull_cli.add_parser(sub)
     summarize_cli.add_parser(sub)
+    ask_cli.add_parser(sub)
+    serve_cli.add_parser(sub)
 
     p = sub.add_parser("bench", help=f"benchmarks: nemo bench [{'|'.join(BENCHMARKS)}] [options]")
     p.add_argument("rest", nargs=argparse.REMAINDER)
@@ -166,7 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0  # subcommands may return their exit status
-    except (ConfigError, WeightsError, TokenizerError, ValueError, OSError) as e:
+    except (
+        ConfigError,
+        WeightsError,
+        TokenizerError,
+        ValueError,
+        OSError,
+        RemoteError,
+        ContextOverflow,
+    ) as e:
         print(f"nemo: {e}", file=sys.stderr)
         return 1
 

@@ -126,7 +126,9 @@ def _too_big(size: int, limit: int) -> str:
 def _format_size(n: int) -> str:
     if n < 1024:
         return f"{n} bytes"
-    for unit in ("KB", "MB", "GB"):
-        n /= 1024
-        if n < 1024 or unit == "GB":
-            return f"{n:.1f} {unit}".replace(".0 ", " ")
+    value = float(n)
+    for unit in ("KB", "MB"):
+        value /= 1024
+        if value < 1024:
+            return f"{value:.1f} {unit}".replace(".0 ", " ")
+    return f"{value / 1024:.1f} GB".replace(".0 ", " ")

@@ -33,7 +33,7 @@ _READERS = {
 ZIP_KINDS = frozenset({"docx", "odt", "epub", "pptx", "xlsx"})
 
 
-def parse(kind: str, path: str, data: bytes):
+def parse(kind: str, path: str | Path, data: bytes):
     reader, wants_archive = _READERS[kind]
     path = Path(path)
     if kind in ZIP_KINDS:

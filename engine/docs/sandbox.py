@@ -235,7 +235,10 @@ def _main_hidden():
         try:
             yield
         finally:
-            sys.modules["__main__"] = main
+            if main is None:  # an embedded interpreter may have none
+                sys.modules.pop("__main__", None)
+            else:
+                sys.modules["__main__"] = main
 
 
 _shared: Worker | None = None

@@ -1,32 +1,63 @@
-"""Planning a summary: single pass or parts, split on Tekken token counts; the prompts.
+"""Planning a long-document run: single pass or parts, split on Tekken token counts.
 
-A document that does not fit num_ctx is split at page and paragraph boundaries (a paragraph over
-the budget at lines, then sentences, then tokens) into parts that each fit their model call with
-room for the summary, each starting with a small overlap from the part before. Every budget is
+Each part's prompt is capped at a faithful size (`part_cap`, default 16K tokens: RULER scores
+Nemo 87.7 at 16K and 69.0 at 32K, see DESIGN.md) and never more than num_ctx allows; a single
+pass only when everything fits under that cap. Documents are split at page and paragraph
+boundaries (a paragraph over the budget at lines, then sentences, then tokens), each part starting
+with a small overlap from the part before; a part never spans two documents. Every budget is
 checked by counting the exact chat prompt, so no call can overflow and nothing is left out.
 """
 
 from __future__ import annotations
 
 import codecs
+import hashlib
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 from engine.docs.extract import Document, Page
+from engine.docs.summarize_prompts import (
+    DEFAULT_INSTRUCTION,
+    Prompts,
+    SummaryPrompts,
+    combine_prompt,
+    document_block,
+    part_prompt,
+    single_prompt,
+    subject,
+    summary_block,
+)
 from engine.tokenizer import TekkenTokenizer
 
+__all__ = [
+    "DEFAULT_INSTRUCTION",
+    "DEFAULT_MAX_TOKENS",
+    "DEFAULT_PART_CAP",
+    "Part",
+    "Plan",
+    "Source",
+    "SummaryBudgetError",
+    "combine_prompt",
+    "estimate_reduce_calls",
+    "label_tokens",
+    "page_range",
+    "part_prompt",
+    "plan_summary",
+    "single_prompt",
+    "summary_block",
+    "user_message",
+]
+
 DEFAULT_MAX_TOKENS = 1024
+DEFAULT_PART_CAP = 16_384  # prompt tokens Nemo reads faithfully (RULER 87.7 at 16K)
 OVERLAP = 0.05  # of a part's budget, repeated from the end of the previous part
 _WORST_INDEX = 999_999  # placeholder part numbers and pages when sizing the prompt template
 _PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
 _SENTENCE_END = re.compile(r"(?<=[.!?;。！？])\s+")
 
-DEFAULT_INSTRUCTION = (
-    "Summarize this document faithfully and completely: its purpose, every main point and the "
-    "key facts (parties, names, dates, amounts, obligations, conditions, deadlines). "
-    "Add nothing that is not in it."
-)
+Input = Document | str | Sequence[Page]
 
 
 class SummaryBudgetError(ValueError):
@@ -34,31 +65,75 @@ class SummaryBudgetError(ValueError):
 
 
 @dataclass(frozen=True)
+class Source:
+    """One input document as the plan sees it: its name and the pages that have text."""
+
+    name: str | None
+    pages: tuple[tuple[int | None, str], ...]  # (page number or None, text)
+    paginated: bool
+    page_count: int | None  # pages in the file (empty ones included); None when not paginated
+
+    def cited(self) -> str:
+        if not self.paginated:
+            return "\n\n".join(text for _, text in self.pages)
+        return "\n\n".join(f"[page {n}]\n{text}" for n, text in self.pages)
+
+    @property
+    def first_page(self) -> int | None:
+        return self.pages[0][0] if self.pages else None
+
+    @property
+    def last_page(self) -> int | None:
+        return self.pages[-1][0] if self.pages else None
+
+
+@dataclass(frozen=True)
 class Part:
-    index: int  # 1-based
+    index: int  # 1-based, across all documents of the run
     text: str  # the part's text, with "[page N]" lines for paginated documents
     first_page: int | None
     last_page: int | None
     tokens: int  # prompt tokens of its model call
+    source: str | None = None  # the file name of its document
+    document: int = 0  # which document of the run (0-based)
+    prompt: str = field(default="", compare=False, repr=False)  # exactly what is sent
 
     @property
     def pages(self) -> str:
         return page_range(self.first_page, self.last_page)
 
+    @property
+    def digest(self) -> str:
+        """Names this part's content: a stored part summary resumes only the same part."""
+        h = hashlib.sha256(f"{self.source or ''}\0{self.text}".encode())
+        return h.hexdigest()[:16]
+
 
 @dataclass(frozen=True)
 class Plan:
     single_pass: bool
-    parts: tuple[Part, ...]  # one part, the whole document, for a single pass
+    parts: tuple[Part, ...]  # one part, every document, for a single pass
     total_tokens: int
     num_ctx: int
     max_tokens: int  # for the answer
     part_max_tokens: int  # for each part summary and intermediate combine
-    part_budget: int  # prompt tokens a part's call may use: num_ctx - part_max_tokens
+    part_budget: int  # prompt tokens a part or intermediate combine may use
     model_calls_estimate: int
-    name: str | None
+    name: str | None  # the document's name (the first one's, for several)
     paginated: bool
     instruction: str | None
+    part_cap: int = DEFAULT_PART_CAP
+    final_budget: int = 0  # prompt tokens the answer's call may use
+    sources: tuple[Source, ...] = field(default=(), repr=False)
+    prompts: Prompts = field(default_factory=SummaryPrompts, compare=False, repr=False)
+
+    @property
+    def several(self) -> bool:
+        return len(self.sources) > 1
+
+    @property
+    def what(self) -> str:
+        return subject([s.name for s in self.sources] or [self.name])
 
 
 @dataclass(frozen=True)
@@ -75,78 +150,38 @@ def page_range(first: int | None, last: int | None) -> str:
     return str(first) if first == last else f"{first}–{last}"
 
 
-def _source(doc: Document | str | Sequence[Page]) -> tuple[list[tuple[int | None, str]], bool]:
-    """(page number or None, text) pairs, and whether the numbers are real pages."""
+def _source(doc: Input) -> Source:
     if isinstance(doc, str):
-        return [(None, doc)], False
+        return Source(None, ((None, doc),), False, None)
     if isinstance(doc, Document):
         if not doc.paginated:
-            return [(None, doc.text)], False
-        doc = doc.pages
-    return [(p.number, p.text) for p in doc if p.text.strip()], True
+            return Source(doc.name, ((None, doc.text),), False, None)
+        pages = tuple((p.number, p.text) for p in doc.pages if p.text.strip())
+        return Source(doc.name, pages, True, doc.page_count)
+    pages = tuple((p.number, p.text) for p in doc if p.text.strip())
+    return Source(None, pages, True, pages[-1][0] if pages else None)
 
 
-def _cited(pages: list[tuple[int | None, str]], paginated: bool) -> str:
-    if not paginated:
-        return "\n\n".join(text for _, text in pages)
-    return "\n\n".join(f"[page {n}]\n{text}" for n, text in pages)  # Document.cited_text()
+def sources_of(docs: Input | Sequence[Document | str]) -> tuple[Source, ...]:
+    """One Source per document; a list of Documents or strings is several documents."""
+    several = (
+        isinstance(docs, (list, tuple))
+        and bool(docs)
+        and all(isinstance(d, (Document, str)) for d in docs)
+    )
+    # `all` above does not narrow: a list of Documents/strings is several inputs, else one input
+    items = list(cast("Sequence[Document | str]", docs)) if several else [cast(Input, docs)]
+    sources = tuple(_source(d) for d in items)
+    if len(sources) > 1:  # unnamed texts among several get a name to cite them by
+        sources = tuple(
+            s if s.name else Source(f"text {i}", s.pages, s.paginated, s.page_count)
+            for i, s in enumerate(sources, 1)
+        )
+    return sources
 
 
 def user_message(content: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": content}]
-
-
-def _name(name: str | None) -> str:
-    return f' "{name}"' if name else ""
-
-
-def single_prompt(text: str, name: str | None, instruction: str | None, paginated: bool) -> str:
-    cite = " Cite pages as [page N] from the page markers." if paginated else ""
-    return (
-        f"<document{_name(name)}>\n{text}\n</document>\n\n"
-        f"{instruction or DEFAULT_INSTRUCTION}{cite}"
-    )
-
-
-def part_prompt(
-    text: str, index: int, count: int, pages: str, name: str | None, instruction: str | None
-) -> str:
-    where = f" (pages {pages})" if pages else ""
-    cite = (
-        " After each point cite its page as [page N] from the page markers."
-        if pages
-        else " Mention section numbers or headings where the text has them."
-    )
-    focus = (
-        f" Keep in particular everything relevant to this request: {instruction}"
-        if instruction
-        else ""
-    )
-    return (
-        f"This is part {index} of {count} of the document{_name(name)}{where}.\n\n"
-        f"<part>\n{text}\n</part>\n\n"
-        "Summarize this part faithfully: every main point and key fact (names, dates, amounts, "
-        f"obligations, conditions, deadlines), and nothing that is not in it.{cite}{focus}"
-    )
-
-
-def combine_prompt(
-    blocks: str, span: str, name: str | None, instruction: str | None, final: bool
-) -> str:
-    if final:
-        task = (
-            f"{instruction or DEFAULT_INSTRUCTION} Write one coherent summary of the whole document "
-            "from these part summaries, keeping their page or section citations."
-        )
-    else:
-        task = (
-            "Combine them into one summary of these parts that keeps every main point, every key "
-            "fact and their page or section citations. Add nothing that is not in them."
-        )
-    return (
-        f"Below are summaries of consecutive parts of the document{_name(name)}{span}, in order."
-        f"\n\n{blocks}\n\n{task}"
-    )
 
 
 _SPLITTERS = ((lambda text: text.split("\n"), "\n"), (_SENTENCE_END.split, " "))
@@ -274,68 +309,100 @@ def estimate_reduce_calls(n: int, size: int, inter_budget: int, final_budget: in
 
 
 def plan_summary(
-    document_text_or_pages: Document | str | Sequence[Page],
+    document_text_or_pages: Input | Sequence[Document | str],
     tokenizer: TekkenTokenizer,
     num_ctx: int,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     instruction: str | None = None,
     *,
     part_max_tokens: int | None = None,
+    part_cap: int = DEFAULT_PART_CAP,
+    prompts: Prompts | None = None,
 ) -> Plan:
-    """Single pass if document + instruction + answer fit num_ctx, else the parts of a map-reduce."""
+    """Single pass if every document + instruction fit under min(part_cap, num_ctx - answer),
+    else the parts of a map-reduce, each prompt within min(part_cap, num_ctx - part answer)."""
     instruction = instruction.strip() if instruction and instruction.strip() else None
-    doc = document_text_or_pages
-    name = doc.name if isinstance(doc, Document) else None
-    pages, paginated = _source(doc)
-    if not pages or not any(t.strip() for _, t in pages):
+    prompts = prompts or SummaryPrompts(instruction)
+    sources = sources_of(document_text_or_pages)
+    if not any(text.strip() for s in sources for _, text in s.pages):
         raise ValueError("the document has no text to summarize")
-    cited = _cited(pages, paginated)
-    total = tokenizer.count_tokens(cited)
+    sources = tuple(s for s in sources if s.pages)
+    several = len(sources) > 1
+    paginated = any(s.paginated for s in sources)
+    total = sum(tokenizer.count_tokens(s.cited()) for s in sources)
 
     def count(content: str) -> int:
         return len(tokenizer.encode_chat(user_message(content)))
 
-    single = count(single_prompt(cited, name, instruction, paginated))
     part_max = part_max_tokens or min(max_tokens, max(64, num_ctx // 8))
-    common = dict(
+    part_limit = min(part_cap, num_ctx - part_max)
+    final_limit = min(part_cap, num_ctx - max_tokens)
+    common: dict[str, Any] = dict(
         total_tokens=total,
         num_ctx=num_ctx,
         max_tokens=max_tokens,
         part_max_tokens=part_max,
-        part_budget=num_ctx - part_max,
-        name=name,
+        part_budget=part_limit,
+        name=sources[0].name,
         paginated=paginated,
         instruction=instruction,
+        part_cap=part_cap,
+        final_budget=final_limit,
+        sources=sources,
+        prompts=prompts,
     )
-    if single + max_tokens <= num_ctx:
-        part = Part(1, cited, pages[0][0], pages[-1][0], single)
+    documents = "\n\n".join(document_block(s.cited(), s.name) for s in sources)
+    single_text = prompts.single(documents, paginated, several)
+    single = count(single_text)
+    if single <= final_limit:
+        part = Part(
+            1, documents, sources[0].first_page, sources[-1].last_page, single,
+            sources[0].name, 0, single_text,
+        )  # fmt: skip
         return Plan(True, (part,), model_calls_estimate=1, **common)
 
     worst = page_range(_WORST_INDEX, _WORST_INDEX) if paginated else ""
-    overhead = count(part_prompt("", _WORST_INDEX, _WORST_INDEX, worst, name, instruction))
-    label = label_tokens(tokenizer, paginated)
-    inter = num_ctx - part_max - count(combine_prompt("", worst, name, instruction, False))
-    final = num_ctx - max_tokens - count(combine_prompt("", worst, name, instruction, True))
-    text_budget = num_ctx - part_max - overhead
+    longest = max(sources, key=lambda s: len(s.name or "")).name
+    what = subject([longest])
+    overhead = count(prompts.part("", _WORST_INDEX, _WORST_INDEX, worst, what))
+    label = label_tokens(tokenizer, paginated, longest if several else None)
+    span = f" (parts {_WORST_INDEX}–{_WORST_INDEX}, pages {worst})"
+    every = subject([s.name for s in sources])
+    inter = part_limit - count(prompts.combine("", span, every, False))
+    final = final_limit - count(prompts.combine("", "", every, True))
+    text_budget = part_limit - overhead
     if text_budget < 64 or min(inter, final) < 2 * (part_max + label):
+        capped = (
+            f" and parts capped at {part_cap:,} tokens" if part_cap < num_ctx - part_max else ""
+        )
         raise SummaryBudgetError(
             f"a context of {num_ctx:,} tokens is too small to summarize in parts with a "
-            f"{max_tokens:,}-token answer; raise the context length or lower the answer length"
+            f"{max_tokens:,}-token answer{capped}; raise the context length or lower the "
+            "answer length"
         )
     marker = tokenizer.count_tokens(f"\n\n[page {_WORST_INDEX}]\n") if paginated else 0
     budget = text_budget
     while True:  # estimates are sums of pieces; the exact count of each whole prompt decides
         if budget < 64:
-            raise SummaryBudgetError(f"the document cannot be split to fit {num_ctx:,} tokens")
-        blocks = _blocks(pages, budget - marker - 2, tokenizer)
-        packed = _pack(blocks, budget, marker, paginated, tokenizer)
+            raise SummaryBudgetError(f"the document cannot be split to fit {part_limit:,} tokens")
+        packed: list[tuple[int, list[_Block]]] = []
+        for d, s in enumerate(sources):
+            blocks = _blocks(list(s.pages), budget - marker - 2, tokenizer)
+            packed += [(d, p) for p in _pack(blocks, budget, marker, s.paginated, tokenizer)]
         parts, excess = [], 0
-        for i, part_blocks in enumerate(packed, 1):
-            text = _render(part_blocks, paginated)
-            pages_i = page_range(part_blocks[0].page, part_blocks[-1].page)
-            n = count(part_prompt(text, i, len(packed), pages_i, name, instruction))
-            excess = max(excess, n - (num_ctx - part_max))
-            parts.append(Part(i, text, part_blocks[0].page, part_blocks[-1].page, n))
+        per_doc = [sum(1 for d, _ in packed if d == k) for k in range(len(sources))]
+        seen = [0] * len(sources)
+        for i, (d, part_blocks) in enumerate(packed, 1):
+            s = sources[d]
+            seen[d] += 1
+            text = _render(part_blocks, s.paginated)
+            first, last = part_blocks[0].page, part_blocks[-1].page
+            prompt = prompts.part(
+                text, seen[d], per_doc[d], page_range(first, last), subject([s.name])
+            )
+            n = count(prompt)
+            excess = max(excess, n - part_limit)
+            parts.append(Part(i, text, first, last, n, s.name, d, prompt))
         if excess <= 0:
             break
         budget -= max(excess, 8)
@@ -343,11 +410,7 @@ def plan_summary(
     return Plan(False, tuple(parts), model_calls_estimate=calls, **common)
 
 
-def label_tokens(tokenizer: TekkenTokenizer, paginated: bool) -> int:
+def label_tokens(tokenizer: TekkenTokenizer, paginated: bool, source: str | None = None) -> int:
     worst = page_range(_WORST_INDEX, _WORST_INDEX) if paginated else ""
-    return tokenizer.count_tokens(summary_block(_WORST_INDEX, _WORST_INDEX, worst, "")) + 2
-
-
-def summary_block(first: int, last: int, pages: str, text: str) -> str:
-    which = f"Part {first}" if first == last else f"Parts {first}–{last}"
-    return f"### {which}{f' (pages {pages})' if pages else ''}\n{text}"
+    block = summary_block(_WORST_INDEX, _WORST_INDEX, worst, "", source)
+    return tokenizer.count_tokens(block) + 2

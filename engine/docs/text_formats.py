@@ -123,6 +123,7 @@ def decode(data: bytes, declared: str | None = None) -> Decoded:
         if not encoding.startswith("utf") and encoding not in ("cp1252",):
             warnings.append(f"read as {encoding} (detected; no charset was declared)")
     text = _check(text)
+    assert encoding is not None  # every decoder that returns text names its encoding
     return Decoded(text.replace("\r\n", "\n").replace("\r", "\n"), encoding, tuple(warnings))
 
 

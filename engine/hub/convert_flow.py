@@ -22,7 +22,6 @@ import filelock
 from engine.events import Cancelled
 from engine.hub import download as hub
 from engine.hub.local_models import delete_model, missing_files, model_dir_for, models_dir
-from engine.weights import convert, read_tensor_infos
 
 Phase = Literal["download", "convert"]
 
@@ -137,6 +136,9 @@ def _convert(
     cancel: threading.Event,
 ) -> None:
     """weights.convert into `dst`, reporting bytes of the source; `dst` is removed on failure."""
+    # Lazy: engine.weights imports MLX and mlx-lm (seconds); the app's download panel imports us.
+    from engine.weights import convert, read_tensor_infos
+
     # convert walks the shards in index order, one tensor at a time: map tensors to shard bytes.
     shards: dict[Path, int] = {}
     for info in read_tensor_infos(src).values():

@@ -186,9 +186,9 @@ def _remote_files(
     )
     files = []
     for s in siblings:
-        if s.size is None or (s.lfs is None and s.blob_id is None):
-            raise DownloadError(f"{endpoint} gave no size or hash for {repo_id}/{s.rfilename}")
         etag = s.lfs.sha256 if s.lfs is not None else s.blob_id
+        if s.size is None or etag is None:
+            raise DownloadError(f"{endpoint} gave no size or hash for {repo_id}/{s.rfilename}")
         files.append(_RemoteFile(s.rfilename, s.size, etag, s.lfs is not None))
     if not any(f.name.endswith(".safetensors") for f in files):
         raise DownloadError(
@@ -235,7 +235,8 @@ def _check_disk_space(dest: Path, needed: int, extra: int = 0, extra_for: str = 
         parts = f" ({gb(needed)} to download, {gb(extra)} for {extra_for})" if extra else ""
         raise DownloadError(
             f"the download needs {gb(needed + extra + DISK_MARGIN_BYTES)} free{parts}, "
-            f"only {gb(free)} available at {dest}"
+            f"only {gb(free)} available at {dest}",
+            "disk",
         )
 
 
@@ -321,7 +322,7 @@ def _hang_up_on_cancel(response: httpx2.Response, cancel: threading.Event) -> It
     sock = stream.get_extra_info("socket") if stream is not None else None
     finished = threading.Event()
 
-    def watch() -> None:
+    def watch(sock: socket.socket) -> None:
         while not finished.wait(0.05):
             if cancel.is_set():
                 with suppress(OSError):
@@ -329,7 +330,7 @@ def _hang_up_on_cancel(response: httpx2.Response, cancel: threading.Event) -> It
                 return
 
     if sock is not None:
-        threading.Thread(target=watch, name="hub-cancel-watch", daemon=True).start()
+        threading.Thread(target=watch, args=(sock,), name="hub-cancel-watch", daemon=True).start()
     try:
         yield
     finally:

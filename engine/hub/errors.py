@@ -23,7 +23,13 @@ from engine.events import Cancelled
 
 
 class DownloadError(Exception):
-    """A download failed; str(error) is a message for the user."""
+    """A download failed; str(error) is a message for the user and `kind` says what went
+    wrong, for the app to act on: "gated" (ask for a token), "offline", "not_found", "disk"
+    (free some space), or "error"."""
+
+    def __init__(self, message: str, kind: str = "error") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class DownloadCancelled(Cancelled):
@@ -41,10 +47,10 @@ def human_errors(repo_id: str, revision: str | None, endpoint: str, dest: Path) 
         raise
     except OfflineModeIsEnabled as e:
         raise DownloadError(
-            "Hugging Face offline mode is on (HF_HUB_OFFLINE): unset it to download"
+            "Hugging Face offline mode is on (HF_HUB_OFFLINE): unset it to download", "offline"
         ) from e
     except httpx2.TransportError as e:
-        raise DownloadError(f"can't reach {host} — check your connection") from e
+        raise DownloadError(f"can't reach {host} — check your connection", "offline") from e
     except HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else None
         if isinstance(e, GatedRepoError) or status in (401, 403):
@@ -55,19 +61,23 @@ def human_errors(repo_id: str, revision: str | None, endpoint: str, dest: Path) 
             )
             raise DownloadError(
                 f"{repo_id} is gated or private: accept the licence on the model page ({page}) "
-                f"and sign in; set HF_TOKEN or run `hf auth login`{refused}"
+                f"and sign in; set HF_TOKEN or run `hf auth login`{refused}",
+                "gated",
             ) from e
         if isinstance(e, RevisionNotFoundError):
             raise DownloadError(f"{repo_id} has no revision {revision!r}") from e
         if isinstance(e, RemoteEntryNotFoundError):
             raise DownloadError(f"a file of {repo_id} is missing on {host}; try again later") from e
         if isinstance(e, RepositoryNotFoundError) or status == 404:
-            raise DownloadError(f"no such model repo: {repo_id} (check the name on {host})") from e
+            raise DownloadError(
+                f"no such model repo: {repo_id} (check the name on {host})", "not_found"
+            ) from e
         raise DownloadError(f"{host} answered HTTP {status} for {repo_id}; try again later") from e
     except OSError as e:
         if e.errno == errno.ENOSPC:
             raise DownloadError(
                 f"the disk is full at {dest}: free some space and download again "
-                "(it resumes where it stopped)"
+                "(it resumes where it stopped)",
+                "disk",
             ) from e
         raise DownloadError(f"can't write the model to {dest}: {e.strerror or e}") from e

@@ -84,3 +84,62 @@ def qsettings(tmp_path: Path):
     from PySide6.QtCore import QSettings
 
     return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+
+
+class JobLog:
+    """What one QtJob's owner heard, in order (its public signals only)."""
+
+    def __init__(self, job):
+        self.job = job
+        self.events: list[tuple[str, tuple]] = []
+        for name in ("started", "prefillProgress", "text", "trimmed", "summaryProgress",
+                     "finished", "failed"):  # fmt: skip
+            getattr(job, name).connect(lambda *a, name=name: self.events.append((name, a)))
+
+    def of(self, name: str) -> list[tuple]:
+        return [args for name_, args in self.events if name_ == name]
+
+    @property
+    def text(self) -> str:
+        return "".join(a[0] for a in self.of("text"))
+
+    @property
+    def ended(self) -> bool:
+        return bool(self.of("finished") or self.of("failed"))
+
+
+class Jobs:
+    """Every job a controller hands out (EngineController.jobSubmitted), each with its log."""
+
+    def __init__(self, controller):
+        self.controller = controller
+        self.all: list[JobLog] = []
+        controller.jobSubmitted.connect(self._add)
+
+    def _add(self, job) -> None:
+        self.all.append(JobLog(job))
+
+    @property
+    def last(self) -> JobLog:
+        return self.all[-1]
+
+    def close(self) -> None:
+        self.controller.jobSubmitted.disconnect(self._add)
+
+
+@pytest.fixture
+def jobs(controller):
+    j = Jobs(controller)
+    yield j
+    j.close()
+
+
+def wait_text(qtbot, jobs: Jobs, timeout: int = 60_000) -> JobLog:
+    """Until the latest job has streamed some text; returns its log."""
+    qtbot.waitUntil(lambda: bool(jobs.all) and bool(jobs.last.text), timeout=timeout)
+    return jobs.last
+
+
+def wait_end(qtbot, log: JobLog, timeout: int = 60_000) -> JobLog:
+    qtbot.waitUntil(lambda: log.ended, timeout=timeout)
+    return log

@@ -140,6 +140,8 @@ def test_download_then_model_loads_and_chat_opens(qtbot, fake_hub, q4_files, win
 
 def test_cancel_keeps_the_bytes_and_resume_finishes(qtbot, fake_hub, q4_files, window, library):
     fake_hub.chunk_delay_s = 0.01  # ~6 MB/s: time to look at it and to cancel midway
+    shard = shard_name(q4_files)  # its last byte waits for the cancel, however busy the machine
+    fake_hub.stall_at[shard] = len(q4_files[shard]) - 1
     panel, downloader = window.download_panel, window.downloader
     seen = []
 

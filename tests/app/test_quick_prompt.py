@@ -15,7 +15,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 from app.bridge.engine_controller import EngineController
-from app.chat.quick_prompt import QUICK_CONVERSATION_ID, QuickPromptPanel, panel_position
+from app.chat.quick_prompt import QUICK_KEY, QuickPromptPanel, panel_position
 from app.hotkey import (
     CMD_KEY,
     CONTROL_KEY,
@@ -30,6 +30,7 @@ from app.store.store import Store
 from app.tray import MenuBarApp
 from app.views.settings_dialog import SettingsDialog
 from app.window import MainWindow
+from tests.app.conftest import wait_end, wait_text
 
 WAIT_MS = 60_000
 pytestmark = pytest.mark.usefixtures("app_style")
@@ -148,7 +149,7 @@ def test_tray_menu_actions_do_what_they_say(qtbot, qapp, window, store, menu_bar
 
     menu_bar.quick_prompt_action.trigger()
     assert menu_bar.panel.isVisible()
-    qtbot.waitUntil(menu_bar.panel.input.hasFocus, timeout=5000)  # ready to type
+    qtbot.waitUntil(menu_bar.panel.input.hasFocus, timeout=WAIT_MS)  # ready to type
     menu_bar.panel.hide()
 
     window.hide()
@@ -182,12 +183,12 @@ def test_tray_menu_actions_do_what_they_say(qtbot, qapp, window, store, menu_bar
 
 def test_app_wide_shortcut_and_the_window_quit_item(qtbot, qapp, window, menu_bar, monkeypatch):
     window.activateWindow()
-    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+    qtbot.waitUntil(window.isActiveWindow, timeout=WAIT_MS)
     mods = Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier
     qtbot.keyClick(window, Qt.Key.Key_Space, mods)
     panel = menu_bar.panel
     assert panel.isVisible()
-    qtbot.waitUntil(panel.isActiveWindow, timeout=5000)
+    qtbot.waitUntil(panel.isActiveWindow, timeout=WAIT_MS)
     window.hide()  # the panel alone: the same keys close it again
     qtbot.keyClick(panel.input, Qt.Key.Key_Space, mods)
     assert not panel.isVisible()
@@ -231,17 +232,15 @@ def test_without_a_tray_closing_the_window_quits(qtbot, qapp, window, quit_on_cl
 # --- the panel
 
 
-def test_panel_streams_a_markdown_answer_and_stores_nothing(qtbot, panel, window, store, listen):
-    chunks, finished = [], []
-    listen(window.controller.chunk, lambda rid, text: chunks.append((rid, text)))
-    listen(window.controller.finished, lambda rid, stats: finished.append((rid, stats)))
+def test_panel_streams_a_markdown_answer_and_stores_nothing(qtbot, panel, window, store, jobs):
     ask(qtbot, panel, "What is a quick prompt?")
-    assert panel.status == "complete" and panel.rid is None
-    rids = {rid for rid, _ in chunks}
-    assert len(rids) == 1 and panel.text == "".join(t for _, t in chunks) and panel.text
-    assert finished[-1][1].generated_tokens <= FAST.quick_max_tokens  # the quick cap applies
-    assert panel.answer.source == panel.text and panel.answer.toPlainText().strip()
-    assert f"{finished[-1][1].generated_tokens:,} tokens" in panel.stats_label.text()
+    (log,) = jobs.all  # one job, the panel's
+    assert panel.status == "complete" and not panel.busy
+    assert panel.text == log.text and panel.text
+    stats = log.of("finished")[0][0]
+    assert stats.generated_tokens <= FAST.quick_max_tokens  # the quick cap applies
+    assert panel.answer_view.source == panel.text and panel.answer_view.toPlainText().strip()
+    assert f"{stats.generated_tokens:,} tokens" in panel.stats_label.text()
     assert panel.copy_button.isVisible() and panel.continue_button.isVisible()
     panel.copy_button.click()
     assert QGuiApplication.clipboard().text() == panel.text
@@ -251,12 +250,10 @@ def test_panel_streams_a_markdown_answer_and_stores_nothing(qtbot, panel, window
 
 def test_panel_answer_renders_markdown(qtbot, panel):
     panel.show_panel()
-    panel.text, panel.status = "Use **bold** and `code`:\n\n- one\n- two", "streaming"
-    panel._render()
-    html = panel.answer.toHtml()
-    assert (
-        "font-weight:700" in html.replace(" ", "") and panel.answer.toPlainText().count("\n") >= 2
-    )
+    panel.render_answer("Use **bold** and `code`:\n\n- one\n- two", follow=True)
+    html = panel.answer_view.toHtml()
+    text = panel.answer_view.toPlainText()
+    assert "font-weight:700" in html.replace(" ", "") and text.count("\n") >= 2
 
 
 def test_esc_and_clicking_away_hide_the_panel(qtbot, panel, window):
@@ -266,14 +263,14 @@ def test_esc_and_clicking_away_hide_the_panel(qtbot, panel, window):
     assert not panel.isVisible()
 
     panel.show_panel()
-    qtbot.waitUntil(panel.isActiveWindow, timeout=5000)
+    qtbot.waitUntil(panel.isActiveWindow, timeout=WAIT_MS)
     window.activateWindow()  # the user clicks another window
-    qtbot.waitUntil(lambda: not panel.isVisible(), timeout=5000)
+    qtbot.waitUntil(lambda: not panel.isVisible(), timeout=WAIT_MS)
 
     panel.show_panel()  # and a deactivation the platform sends directly
     QApplication.sendEvent(panel, QEvent(QEvent.Type.WindowDeactivate))
     window.activateWindow()
-    qtbot.waitUntil(lambda: not panel.isVisible(), timeout=5000)
+    qtbot.waitUntil(lambda: not panel.isVisible(), timeout=WAIT_MS)
 
 
 def test_use_clipboard_sends_it_as_context(qtbot, panel, window, listen_sent):
@@ -282,9 +279,9 @@ def test_use_clipboard_sends_it_as_context(qtbot, panel, window, listen_sent):
     panel.clipboard_button.click()
     assert panel.chip.text() == "Using clipboard: 1,234 chars" and panel.chip_row.isVisible()
     ask(qtbot, panel, "Summarize this")
-    sent = listen_sent[-1]
-    assert sent[0] == QUICK_CONVERSATION_ID and sent[1][-1]["content"].startswith("Summarize this")
-    assert "x" * 1234 in sent[1][-1]["content"]
+    messages, kwargs = listen_sent[-1]
+    assert kwargs["key"] == QUICK_KEY and messages[-1]["content"].startswith("Summarize this")
+    assert "x" * 1234 in messages[-1]["content"]
     assert panel.chip_row.isVisible()  # still attached, as its chip says, until removed
     panel.chip_clear.click()
     assert panel.clipboard == "" and not panel.chip_row.isVisible()
@@ -292,13 +289,13 @@ def test_use_clipboard_sends_it_as_context(qtbot, panel, window, listen_sent):
 
 @pytest.fixture
 def listen_sent(controller, monkeypatch):
-    """Records (conversation_id, messages, settings) of every controller.send()."""
+    """Records (messages, keyword arguments) of every controller.send()."""
     calls = []
     original = EngineController.send
 
-    def recording(self, conversation_id, messages, settings):
-        calls.append((conversation_id, [dict(m) for m in messages], settings))
-        return original(self, conversation_id, messages, settings)
+    def recording(self, messages, settings, **kwargs):
+        calls.append(([dict(m) for m in messages], kwargs))
+        return original(self, messages, settings, **kwargs)
 
     monkeypatch.setattr(EngineController, "send", recording)
     return calls
@@ -338,12 +335,11 @@ def test_quick_history_stores_each_prompt(qtbot, panel, window, store):
     assert len(store.list_conversations()) == 1
 
 
-def test_quick_prompt_waits_for_the_main_windows_answer(qtbot, window, panel, store):
+def test_quick_prompt_waits_for_the_main_windows_answer(qtbot, window, panel, store, jobs):
     window.settings = MAIN_LONGER
     window.composer.set_text("A longer answer in the main window")
-    with qtbot.waitSignal(window.controller.chunk, timeout=WAIT_MS):
-        window.composer.submit()
-    main_rid = window.controller.current_request
+    window.composer.submit()
+    main = wait_text(qtbot, jobs)
     assert window.controller.busy
     panel.show_panel()
     panel.input.setText("And a quick question meanwhile")
@@ -352,8 +348,9 @@ def test_quick_prompt_waits_for_the_main_windows_answer(qtbot, window, panel, st
     SCREENS.mkdir(parents=True, exist_ok=True)
     panel.grab().save(str(SCREENS / "quick_prompt_waiting.png"))
     assert panel.stop_button.text() == "Cancel"  # gives up waiting; the other answer goes on
-    assert window.controller.current_request == main_rid  # not cancelled
+    assert main.job.running and not main.ended  # not cancelled
     qtbot.waitUntil(lambda: panel.status == "complete", timeout=WAIT_MS)
+    assert jobs.last.of("started") and main.ended and not main.job.cancelled
     cid = window.current_id
     answer = store.messages(cid)[-1]
     assert answer.status == "complete" and answer.stats["finish_reason"] != "cancelled"
@@ -361,11 +358,11 @@ def test_quick_prompt_waits_for_the_main_windows_answer(qtbot, window, panel, st
     assert panel.text and panel.text not in answer.content
 
 
-def test_stop_it_stops_the_other_answer_then_runs(qtbot, window, panel, store):
+def test_stop_it_stops_the_other_answer_then_runs(qtbot, window, panel, store, jobs):
     window.settings = replace(FAST, max_tokens=4000)
     window.composer.set_text("A very long answer")
-    with qtbot.waitSignal(window.controller.chunk, timeout=WAIT_MS):
-        window.composer.submit()
+    window.composer.submit()
+    wait_text(qtbot, jobs)
     panel.show_panel()
     panel.input.setText("Quick, please")
     qtbot.keyClick(panel.input, Qt.Key.Key_Return)
@@ -376,49 +373,83 @@ def test_stop_it_stops_the_other_answer_then_runs(qtbot, window, panel, store):
     assert not window.generating and panel.text
 
 
-def test_screenshot_mid_answer(qtbot, panel, window):
+def test_screenshot_mid_answer(qtbot, panel, window, jobs):
     window.settings = replace(FAST, quick_max_tokens=4000)
     QGuiApplication.clipboard().setText("def f(x):\n    return x * 2\n")
     panel.show_panel()
     panel.clipboard_button.click()
     panel.input.setText("What does this function do?")
-    with qtbot.waitSignal(window.controller.chunk, timeout=WAIT_MS):
-        qtbot.keyClick(panel.input, Qt.Key.Key_Return)
+    qtbot.keyClick(panel.input, Qt.Key.Key_Return)
+    log = wait_text(qtbot, jobs)
     qtbot.wait(700)
     assert panel.status == "streaming" and panel.stop_button.isVisible()
     SCREENS.mkdir(parents=True, exist_ok=True)
     panel.grab().save(str(SCREENS / "quick_prompt.png"))
-    with qtbot.waitSignal(window.controller.finished, timeout=WAIT_MS):
-        panel.stop_button.click()
+    panel.stop_button.click()
+    wait_end(qtbot, log)
     assert panel.status == "stopped" and "stopped" in panel.stats_label.text()
     assert panel.continue_button.isVisible() and panel.copy_button.isVisible()
     qtbot.wait(50)
     panel.grab().save(str(SCREENS / "quick_prompt_done.png"))
 
 
-def test_cancel_while_waiting_leaves_the_other_answer_alone(qtbot, window, panel, store):
+def test_cancel_while_waiting_leaves_the_other_answer_alone(qtbot, window, panel, store, jobs):
     window.settings = MAIN_LONGER
     window.composer.set_text("The main answer")
-    with qtbot.waitSignal(window.controller.chunk, timeout=WAIT_MS):
-        window.composer.submit()
+    window.composer.submit()
+    main = wait_text(qtbot, jobs)
     panel.show_panel()
     panel.input.setText("Never mind")
     qtbot.keyClick(panel.input, Qt.Key.Key_Return)
+    quick = jobs.last
     panel.stop_button.click()
-    assert panel.status == "stopped" and panel.rid is None
-    with qtbot.waitSignal(window.controller.finished, timeout=WAIT_MS):
-        pass
+    assert panel.status == "stopped" and not panel.busy  # at once, not after the other answer
+    wait_end(qtbot, main)
+    qtbot.waitUntil(lambda: not window.generating, timeout=WAIT_MS)
     assert store.messages(window.current_id)[-1].status == "complete"
     assert panel.status == "stopped" and panel.text == ""  # it never started
+    assert not quick.of("started") and not quick.of("text")
 
 
-def test_a_request_that_replaces_ours_ends_the_panels_answer(qtbot, panel, controller):
+def test_a_load_that_supersedes_ours_ends_the_panels_answer(
+    qtbot, panel, controller, jobs, fast_model_dir
+):
     panel.show_panel()
     panel.input.setText("Something long")
     panel._settings = lambda: replace(FAST, quick_max_tokens=4000)
-    with qtbot.waitSignal(controller.chunk, timeout=WAIT_MS):
-        qtbot.keyClick(panel.input, Qt.Key.Key_Return)
-    with qtbot.waitSignal(controller.finished, timeout=WAIT_MS):
-        controller.send(5, [{"role": "user", "content": "hi"}], FAST)  # cancels ours
+    qtbot.keyClick(panel.input, Qt.Key.Key_Return)
+    log = wait_text(qtbot, jobs)
+    with qtbot.waitSignal(controller.modelLoaded, timeout=WAIT_MS):
+        controller.load_model(str(fast_model_dir))  # stops ours: a superseded job
+    assert log.job.cancelled and len(log.of("finished")) == 1
     assert panel.status == "stopped" and "another answer" in panel.note.text()
-    assert panel.rid is None
+    assert not panel.busy
+
+
+def test_a_stopped_quick_answer_is_stored_like_a_chats(qtbot, panel, window, store, jobs):
+    """One lifecycle (app.chat.answer): with quick history on, a stopped answer is stored as
+    stopped, with the text so far and its stats, exactly as the window stores one."""
+    window.settings = replace(FAST, quick_history=True, quick_max_tokens=4000)
+    panel.show_panel()
+    panel.input.setText("A long quick answer")
+    qtbot.keyClick(panel.input, Qt.Key.Key_Return)
+    (conv,) = store.list_conversations()
+    assert [(m.role, m.status) for m in store.messages(conv.id)] == [
+        ("user", "complete"), ("assistant", "streaming"),
+    ]  # fmt: skip
+    log = wait_text(qtbot, jobs)
+    panel.stop_button.click()
+    wait_end(qtbot, log)
+    user, answer = store.messages(conv.id)
+    assert answer.status == "stopped" and answer.content == panel.text == log.text
+    assert answer.stats["finish_reason"] == "cancelled" and answer.stats["generated_tokens"] > 0
+
+    window.settings = replace(FAST, max_tokens=4000)  # and the same in the window
+    window.composer.set_text("A long chat answer")
+    window.composer.submit()
+    log = wait_text(qtbot, jobs)
+    window.stop()
+    qtbot.waitUntil(lambda: not window.generating, timeout=WAIT_MS)
+    chat_answer = store.messages(window.current_id)[-1]
+    assert chat_answer.status == answer.status and chat_answer.content == log.text
+    assert set(chat_answer.stats) == set(answer.stats)

@@ -5,15 +5,16 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from datetime import timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from app.store.schema import SCHEMA_VERSION
+from app.store.schema import MIGRATIONS, SCHEMA_VERSION
 from app.store.search import MARK_END, MARK_START, parse_query
 from app.store.store import (
     DEFAULT_TITLE,
+    DELETED_KEEP_DAYS,
     Attachment,
     CorruptStoreError,
     NewerSchemaError,
@@ -97,13 +98,15 @@ def test_messages_keep_order_fields_and_attachments(store: Store):
         store.add_message(conv.id, "user", "x", status="done")
 
 
-def test_deleting_a_conversation_cascades_to_messages_and_index(store: Store, path: Path):
+def test_purging_a_conversation_cascades_to_messages_and_index(store: Store, path: Path):
     keep = store.create_conversation("keep")
     gone = store.create_conversation("gone")
     store.add_message(keep.id, "user", "kept zebra text")
     store.add_message(gone.id, "user", "doomed zebra text")
     store.add_message(gone.id, "assistant", "doomed answer")
     store.delete_conversation(gone.id)
+    assert len(store.messages(gone.id)) == 2  # only moved to "Recently deleted"
+    assert store.purge_conversation(gone.id)
     assert store.messages(gone.id) == []
     with _raw(path) as db:
         assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 1
@@ -279,7 +282,7 @@ def test_empty_file_migrates_to_current_and_reopen_is_idempotent(path: Path):
     s.add_message(conv.id, "user", "still here")
     s.close()
     with _raw(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 2
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert {"conversations", "messages", "messages_fts", "conversations_fts"} <= tables
     for _ in range(2):
@@ -404,3 +407,149 @@ def test_title_from_first_user_message(store: Store):
     assert store.get_conversation(conv.id).title == "Bake bread at home"
     store.rename_conversation(conv.id, "Mine")
     assert store.auto_title(conv.id) == "Mine"  # never overrides a chosen title
+
+
+# --- deleting is undoable: "Recently deleted", restore, purge, on_purged
+
+
+def _set_deleted_at(path: Path, conversation_id: int, when: datetime) -> None:
+    with _raw(path) as db:
+        db.execute(
+            "UPDATE conversations SET deleted_at = ? WHERE id = ?",
+            (when.isoformat(timespec="microseconds"), conversation_id),
+        )
+
+
+def test_deleted_conversation_leaves_list_and_search_and_restores_in_place(store: Store):
+    a = store.create_conversation("Alpha walrus")
+    b = store.create_conversation("Beta")
+    store.add_message(b.id, "user", "the walrus question")
+    c = store.create_conversation("Gamma")
+    assert store.delete_conversation(b.id)
+    assert not store.delete_conversation(b.id)  # already deleted
+    assert [x.id for x in store.list_conversations()] == [c.id, a.id]
+    assert [h.conversation_id for h in store.search("walrus")] == [a.id]
+    assert [h.conversation_id for h in store.search("Beta")] == []
+    assert [h.conversation_id for h in store.search("wa")] == [a.id]  # the short-term scan too
+    with pytest.raises(NotFoundError):
+        store.get_conversation(b.id)
+    with pytest.raises(NotFoundError):
+        store.rename_conversation(b.id, "x")
+    with pytest.raises(NotFoundError):
+        store.add_message(b.id, "user", "to a deleted chat")
+    [deleted] = store.list_deleted()
+    assert deleted.id == b.id and deleted.title == "Beta"
+    assert deleted.deleted_at is not None and deleted.deleted_at.tzinfo == timezone.utc
+    assert store.get_conversation(b.id, include_deleted=True).deleted_at == deleted.deleted_at
+
+    assert store.restore_conversation(b.id)
+    assert not store.restore_conversation(b.id)
+    # Back where it was (by its last activity), with its messages, searchable again.
+    assert [x.id for x in store.list_conversations()] == [c.id, b.id, a.id]
+    assert store.get_conversation(b.id).deleted_at is None
+    assert [m.content for m in store.messages(b.id)] == ["the walrus question"]
+    assert {h.conversation_id for h in store.search("walrus")} == {a.id, b.id}
+    assert store.list_deleted() == []
+
+
+def test_list_deleted_newest_first_with_days_left(store: Store, path: Path):
+    now = datetime.now(timezone.utc)
+    old = store.create_conversation("old")
+    new = store.create_conversation("new")
+    store.delete_conversation(old.id)
+    store.delete_conversation(new.id)
+    _set_deleted_at(path, old.id, now - timedelta(days=29, hours=12))
+    _set_deleted_at(path, new.id, now - timedelta(hours=1))
+    listed = store.list_deleted()
+    assert [c.id for c in listed] == [new.id, old.id]
+    assert [c.days_left(now) for c in listed] == [DELETED_KEEP_DAYS, 1]
+    assert listed[1].days_left(now + timedelta(days=1)) == 0
+
+
+def test_purge_expired_removes_only_old_deletions_and_calls_on_purged(store: Store, path: Path):
+    now = datetime.now(timezone.utc)
+    live = store.create_conversation("live")
+    expired = store.create_conversation("expired")
+    recent = store.create_conversation("recent")
+    for conv in (expired, recent):
+        store.add_message(conv.id, "user", f"text of {conv.title}")
+        store.delete_conversation(conv.id)
+    _set_deleted_at(path, expired.id, now - timedelta(days=DELETED_KEEP_DAYS, minutes=1))
+    _set_deleted_at(path, recent.id, now - timedelta(days=DELETED_KEEP_DAYS - 1))
+    purged: list[int] = []
+
+    def broken(_cid: int) -> None:
+        raise RuntimeError("a hook that fails must not stop the others")
+
+    store.on_purged(broken)
+    store.on_purged(purged.append)
+    assert store.purge_expired(now) == [expired.id]
+    assert purged == [expired.id]
+    assert [c.id for c in store.list_deleted()] == [recent.id]
+    assert [c.id for c in store.list_conversations()] == [live.id]
+    with _raw(path) as db:
+        left = db.execute("SELECT conversation_id FROM messages").fetchall()
+    assert left == [(recent.id,)]
+    assert store.purge_expired(now) == [] and purged == [expired.id]
+
+    # "Delete now": at once, whatever its age; a soft delete never calls the hook.
+    assert store.purge_conversation(recent.id)
+    assert not store.purge_conversation(recent.id)
+    store.delete_conversation(live.id)
+    assert purged == [expired.id, recent.id]
+    assert [c.id for c in store.list_deleted()] == [live.id]
+
+
+def test_purge_expired_survives_a_reopen(path: Path):
+    s = Store(path)
+    conv = s.create_conversation("gone later")
+    s.delete_conversation(conv.id)
+    s.close()
+    s = Store(path)  # the deletion is in the file, not in memory
+    assert [c.id for c in s.list_deleted()] == [conv.id]
+    later = datetime.now(timezone.utc) + timedelta(days=DELETED_KEEP_DAYS + 1)
+    assert s.purge_expired(later) == [conv.id]
+    s.close()
+
+
+def test_a_v1_database_migrates_to_soft_delete_keeping_everything(path: Path):
+    with _raw(path) as db:  # a history written by the previous version (schema v1)
+        for statement in MIGRATIONS[0]:
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+        db.execute(
+            "INSERT INTO conversations (id, title, created_at, updated_at) VALUES"
+            " (7, 'Old chat', '2024-05-01T10:00:00.000000+00:00',"
+            " '2024-05-01T10:05:00.000000+00:00')"
+        )
+        db.execute(
+            "INSERT INTO messages (conversation_id, position, role, content, status, created_at)"
+            " VALUES (7, 0, 'user', 'an old question about otters', 'complete',"
+            " '2024-05-01T10:00:00.000000+00:00')"
+        )
+    s = Store(path)
+    try:
+        [conv] = s.list_conversations()
+        assert (conv.id, conv.title, conv.deleted_at) == (7, "Old chat", None)
+        assert [m.content for m in s.messages(7)] == ["an old question about otters"]
+        assert [h.conversation_id for h in s.search("otters")] == [7]
+        assert s.delete_conversation(7) and [c.id for c in s.list_deleted()] == [7]
+    finally:
+        s.close()
+    with _raw(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 2
+        columns = {r[1] for r in db.execute("PRAGMA table_info(conversations)")}
+        assert "deleted_at" in columns
+
+
+def test_an_answer_streaming_into_a_deleted_chat_is_kept_as_stopped(store: Store):
+    conv = store.create_conversation()
+    store.add_message(conv.id, "user", "question")
+    answer = store.begin_answer(conv.id)
+    store.update_answer(answer.id, "half an ans")
+    store.delete_conversation(conv.id)
+    assert not store.update_answer(answer.id, "more")  # nobody writes into it any more
+    store.restore_conversation(conv.id)
+    got = store.get_message(answer.id)
+    assert (got.status, got.content) == ("stopped", "half an ans")
+    assert [h.message_id for h in store.search("half an")] == [answer.id]

@@ -23,6 +23,7 @@ from app.views.composer import Composer
 from app.views.message import SafeTextBrowser, format_stats
 from app.views.theme import dark_palette
 from app.window import MainWindow
+from tests.app.conftest import wait_end, wait_text
 
 WAIT_MS = 60_000  # generous: 2 shared cores
 pytestmark = pytest.mark.usefixtures("app_style")
@@ -62,9 +63,9 @@ def window(qtbot, store, controller, qsettings) -> MainWindow:
 def send(qtbot, w: MainWindow, text: str) -> None:
     """Types into the composer and presses Enter; returns when the answer has finished."""
     w.composer.set_text(text)
-    with qtbot.waitSignals([w.controller.finished], timeout=WAIT_MS):
-        qtbot.keyClick(w.composer.edit, Qt.Key.Key_Return)
-    assert not w.generating
+    qtbot.keyClick(w.composer.edit, Qt.Key.Key_Return)
+    assert w.generating
+    qtbot.waitUntil(lambda: not w.generating, timeout=WAIT_MS)
 
 
 def shown_texts(w: MainWindow) -> list[tuple[str, str]]:
@@ -83,10 +84,10 @@ def screenshot(widget, name: str) -> None:
 # --- sending, streaming, stopping
 
 
-def test_send_streams_then_stores_both_messages(qtbot, window, store, listen):
-    chunks: list[str] = []
-    listen(window.controller.chunk, lambda rid, text: chunks.append(text))
+def test_send_streams_then_stores_both_messages(qtbot, window, store, jobs):
     send(qtbot, window, "Hello there, how are you?")
+    (log,) = jobs.all
+    chunks = [a[0] for a in log.of("text")]
 
     cid = window.current_id
     messages = store.messages(cid)
@@ -110,17 +111,20 @@ def test_send_streams_then_stores_both_messages(qtbot, window, store, listen):
 
 def test_user_message_is_stored_before_generation_starts(qtbot, window, store, listen):
     seen = []
-    listen(
-        window.controller.started,
-        lambda rid: seen.append([(m.role, m.status) for m in store.messages(window.current_id)]),
-    )
+
+    def on_job(job):
+        job.started.connect(
+            lambda: seen.append([(m.role, m.status) for m in store.messages(window.current_id)])
+        )
+
+    listen(window.controller.jobSubmitted, on_job)
     send(qtbot, window, "Is my message safe?")
     assert seen[0] == [("user", "complete"), ("assistant", "streaming")]
 
 
 def test_streaming_renders_throttled_not_per_chunk(
     qtbot, store, controller, qsettings, monkeypatch, listen
-):
+):  # fmt: skip
     w = make_window(qtbot, store, controller, qsettings, replace(FAST, max_tokens=400))
     from app.views.message import MessageWidget
 
@@ -133,7 +137,10 @@ def test_streaming_renders_throttled_not_per_chunk(
 
     monkeypatch.setattr(MessageWidget, "stream", counting)
     chunks = []
-    listen(controller.chunk, lambda rid, text: chunks.append(time.monotonic()))
+    listen(
+        controller.jobSubmitted,
+        lambda job: job.text.connect(lambda _text: chunks.append(time.monotonic())),
+    )
     send(qtbot, w, "Tell me a long story.")
     streaming = [t for t in renders if chunks[0] <= t <= chunks[-1] + 0.2]
     span = chunks[-1] - chunks[0]
@@ -143,18 +150,18 @@ def test_streaming_renders_throttled_not_per_chunk(
 
 
 def test_stop_mid_stream_stores_stopped_answer_and_chat_stays_usable(
-    qtbot, store, controller, qsettings
+    qtbot, store, controller, qsettings, jobs
 ):
     w = make_window(qtbot, store, controller, qsettings, LONG)
     w.composer.set_text("Write a very long essay.")
-    with qtbot.waitSignal(controller.chunk, timeout=WAIT_MS):
-        qtbot.keyClick(w.composer.edit, Qt.Key.Key_Return)
+    qtbot.keyClick(w.composer.edit, Qt.Key.Key_Return)
+    log = wait_text(qtbot, jobs)
     assert w.composer.generating and w.composer.button.text() == "Stop"
     qtbot.wait(400)  # let some text stream in
     screenshot(w, "streaming.png")
-    with qtbot.waitSignal(controller.finished, timeout=WAIT_MS) as blocker:
-        qtbot.keyClick(w.composer.edit, Qt.Key.Key_Escape)
-    assert blocker.args[1].finish_reason == "cancelled"
+    qtbot.keyClick(w.composer.edit, Qt.Key.Key_Escape)
+    wait_end(qtbot, log)
+    assert log.job.cancelled and log.of("finished")[0][0].finish_reason == "cancelled"
     cid = w.current_id
     answer = store.messages(cid)[-1]
     assert answer.status == "stopped" and answer.role == "assistant"
@@ -172,39 +179,47 @@ def test_stop_mid_stream_stores_stopped_answer_and_chat_stays_usable(
 
 
 def test_closing_the_window_mid_stream_keeps_the_answer_as_stopped(
-    qtbot, store, controller, qsettings
+    qtbot, store, controller, qsettings, jobs
 ):
     w = make_window(qtbot, store, controller, qsettings, LONG)
     w.composer.set_text("Start something long.")
-    with qtbot.waitSignal(controller.chunk, timeout=WAIT_MS):
-        w.composer.submit()
+    w.composer.submit()
+    log = wait_text(qtbot, jobs)
     cid = w.current_id
-    with qtbot.waitSignal(controller.finished, timeout=WAIT_MS):  # the engine stops too
-        w.close()
+    w.close()
+    wait_end(qtbot, log)  # the engine stops too
+    assert log.job.cancelled
     user, answer = store.messages(cid)
     assert user.content == "Start something long." and answer.status == "stopped"
     assert answer.content  # what had streamed is kept
 
 
-def test_switching_chats_mid_stream_leaks_nothing(qtbot, store, controller, qsettings):
+def test_switching_chats_mid_stream_leaks_nothing(qtbot, store, controller, qsettings, jobs):
     other = store.create_conversation("Other chat").id
     store.add_message(other, "user", "An older question")
     store.add_message(other, "assistant", "An older answer")
     w = make_window(qtbot, store, controller, qsettings, LONG)
     w.composer.set_text("Start a long answer.")
-    with qtbot.waitSignal(controller.chunk, timeout=WAIT_MS):
-        qtbot.keyClick(w.composer.edit, Qt.Key.Key_Return)
+    qtbot.keyClick(w.composer.edit, Qt.Key.Key_Return)
+    log = wait_text(qtbot, jobs)
+    old_answer = w.answer
+    ended = []
+    old_answer.ended.connect(ended.append)
     streaming_id = w.current_id
     w.open_conversation(other)
     assert shown_texts(w) == [("user", "An older question"), ("assistant", "An older answer")]
     w.composer.set_text("a question here")
     assert not w.composer.generating and not w.composer.button.isEnabled()  # busy elsewhere
-    qtbot.wait(300)  # chunks keep arriving for the other chat
+    seen = len(log.text)
+    qtbot.waitUntil(lambda: len(log.text) > seen + 10, timeout=WAIT_MS)  # it streams on
     assert shown_texts(w) == stored_texts(store, other)
-    with qtbot.waitSignal(controller.finished, timeout=WAIT_MS):
-        w.open_conversation(streaming_id)  # back: the answer so far, still streaming
-        assert w.chat_view.streaming_id == store.messages(streaming_id)[-1].id
-        w.stop()
+    w.open_conversation(streaming_id)  # back: the answer so far, still streaming
+    assert w.chat_view.streaming_id == store.messages(streaming_id)[-1].id
+    w.stop()
+    wait_end(qtbot, log)
+    # The old job's owner got its own cancelled finish, once; the other chat got none of it.
+    assert log.job.cancelled and len(log.of("finished")) == 1 and len(ended) == 1
+    assert ended[0].status == "stopped" and ended[0].content == log.text
     assert shown_texts(w) == stored_texts(store, streaming_id)
     assert stored_texts(store, other) == [
         ("user", "An older question"), ("assistant", "An older answer"),
@@ -241,7 +256,7 @@ def test_search_finds_a_word_from_an_old_answer(qtbot, store, window):
     window.find_action.trigger()  # Ctrl/Cmd+F
     assert window.sidebar.search_box.hasFocus() or not window.isActiveWindow()
     qtbot.keyClicks(window.sidebar.search_box, "albatross")
-    qtbot.waitUntil(lambda: window.sidebar.searching, timeout=2000)
+    qtbot.waitUntil(lambda: window.sidebar.searching, timeout=WAIT_MS)
     assert window.sidebar.list.count() == 1
     window.sidebar.list.setCurrentRow(0)
     assert window.current_id == old
@@ -249,7 +264,7 @@ def test_search_finds_a_word_from_an_old_answer(qtbot, store, window):
     screenshot(window, "search.png")
     assert ("assistant", answer.content) in shown_texts(window)
     window.sidebar.search_box.clear()
-    qtbot.waitUntil(lambda: not window.sidebar.searching, timeout=2000)
+    qtbot.waitUntil(lambda: not window.sidebar.searching, timeout=WAIT_MS)
     assert window.sidebar.list.count() == 2
 
 
@@ -262,8 +277,8 @@ def test_regenerate_replaces_the_last_answer(qtbot, store, window):
     window.open_conversation(cid)
     widgets = window.chat_view.widgets()
     assert [not w.regenerate_button.isHidden() for w in widgets] == [False, False, False, True]
-    with qtbot.waitSignal(window.controller.finished, timeout=WAIT_MS):
-        widgets[-1].regenerate_button.click()
+    widgets[-1].regenerate_button.click()
+    qtbot.waitUntil(lambda: not window.generating, timeout=WAIT_MS)
     messages = store.messages(cid)
     assert [m.id for m in messages[:3]] == [u1.id, a1.id, u2.id]
     assert len(messages) == 4 and messages[3].role == "assistant"
@@ -283,8 +298,8 @@ def test_edit_and_resend_replaces_later_messages(qtbot, store, window):
     first.edit_button.click()
     assert first.editor is not None and first.editor.toPlainText() == "Frist question"
     first.editor.setPlainText("First question")
-    with qtbot.waitSignal(window.controller.finished, timeout=WAIT_MS):
-        first.submit_edit()
+    first.submit_edit()
+    qtbot.waitUntil(lambda: not window.generating, timeout=WAIT_MS)
     messages = store.messages(cid)
     assert [(m.role, m.position) for m in messages] == [("user", 0), ("assistant", 1)]
     assert messages[0].id == u1.id and messages[0].content == "First question"
@@ -293,7 +308,7 @@ def test_edit_and_resend_replaces_later_messages(qtbot, store, window):
 
 
 def test_long_chat_says_what_was_left_out_and_shows_context_use(
-    qtbot, store, controller, qsettings
+    qtbot, store, controller, qsettings, jobs
 ):
     cid = store.create_conversation("Long").id
     for i in range(6):  # ~6 x 2 x 300 tokens: more than a 2,048-token context holds
@@ -303,11 +318,10 @@ def test_long_chat_says_what_was_left_out_and_shows_context_use(
     w.open_conversation(cid)
     before = int(w.status.context_label.text().split(" / ")[0].replace(",", ""))
     assert before > 2048 and w.status.context_label.text().endswith(" / 2,048 tokens")
-    with qtbot.waitSignal(controller.contextTrimmed, timeout=WAIT_MS) as trimmed:
-        with qtbot.waitSignal(controller.finished, timeout=WAIT_MS):
-            w.composer.set_text("And the last question?")
-            w.composer.submit()
-    dropped = trimmed.args[1]
+    w.composer.set_text("And the last question?")
+    w.composer.submit()
+    log = wait_end(qtbot, jobs.last)
+    ((dropped, _prompt_tokens, _num_ctx),) = log.of("trimmed")
     assert dropped > 0
     notice = w.status.trimmed_label
     assert notice.isVisibleTo(w) and notice.text().startswith(f"{dropped} earlier message")
@@ -604,12 +618,13 @@ def test_welcome_without_model_keeps_history_browsable(qtbot, store, qsettings):
         assert c.shutdown()
 
 
-def test_failed_answer_is_shown_inline_and_stored(qtbot, store, controller, qsettings):
+def test_failed_answer_is_shown_inline_and_stored(qtbot, store, controller, qsettings, jobs):
     w = make_window(qtbot, store, controller, qsettings, replace(FAST, num_ctx=2048))
     huge = "word " * 4000  # far more than 2,048 tokens
     w.composer.set_text(huge)
-    with qtbot.waitSignal(controller.failed, timeout=WAIT_MS):
-        w.composer.submit()
+    w.composer.submit()
+    assert wait_end(qtbot, jobs.last).of("failed")
+    qtbot.waitUntil(lambda: not w.generating, timeout=WAIT_MS)
     messages = store.messages(w.current_id)
     assert messages[0].content == huge.strip()  # what the user wrote is kept
     assert messages[1].status == "failed" and "2,048" in messages[1].error

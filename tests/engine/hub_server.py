@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 _LFS_SUFFIXES = (".safetensors", ".bin")
 _SEND_CHUNK = 64 * 1024
+_STALL_LIMIT_S = 120  # a stall outlives any test's deadline; HubServer's exit ends it at once
 
 
 def git_blob_id(data: bytes) -> str:
@@ -78,9 +79,11 @@ class FakeHub:
         default_factory=dict
     )  # filename -> bytes sent before hanging up
     chunk_delay_s: float = 0.0  # sleep between 64 KiB chunks of file bodies
-    stall_at: dict[str, int] = field(
-        default_factory=dict
-    )  # filename -> offset where the body stalls (5 s)
+    # filename -> offset where the body stalls, once: the connection stays open and silent until
+    # `release` is set (or the server stops); `stalled` is set when the server got there.
+    stall_at: dict[str, int] = field(default_factory=dict)
+    stalled: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
     ignore_range: bool = (
         False  # answer Range requests with the whole file (200), as some proxies do
     )
@@ -247,7 +250,8 @@ def _make_handler(hub: FakeHub, lock: threading.Lock) -> type[BaseHTTPRequestHan
                 if stall_at is not None and end > stall_at:
                     self.wfile.write(data[pos:stall_at])
                     self.wfile.flush()
-                    time.sleep(5)  # a stalled network: the connection stays open, nothing arrives
+                    hub.stalled.set()
+                    hub.release.wait(_STALL_LIMIT_S)  # a stalled network: nothing arrives
                     self.close_connection = True
                     return
                 try:
@@ -306,6 +310,7 @@ class HubServer:
         return self.hub
 
     def __exit__(self, *exc) -> None:
+        self.hub.release.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 

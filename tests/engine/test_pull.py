@@ -220,13 +220,29 @@ def test_cli_missing_repo_is_one_clear_line(fake_hub, tmp_path, capsys):
 
 
 def test_cli_ctrl_c_stops_and_the_next_run_resumes(fake_hub, micro_files, tmp_path, capsys):
-    fake_hub.chunk_delay_s = 0.02  # ~3 MB/s: the 4 MB shard takes over a second
-    cache = tmp_path / "test-org--micro-nemo-bf16" / ".cache"
+    # The largest shard stalls after a megabyte (the server holds the connection open), so the
+    # Ctrl+C lands mid-shard however slowly this machine runs: no race with a fixed delay.
+    shard = max(
+        (n for n in micro_files if n.endswith(".safetensors")), key=lambda n: len(micro_files[n])
+    )
+    fake_hub.stall_at[shard] = 1_000_000
+    whole = 1_000_000 // hub._CHUNK_BYTES * hub._CHUNK_BYTES  # what the client can write by then
+    cache, pressed = tmp_path / "test-org--micro-nemo-bf16" / ".cache", []
 
-    def press_ctrl_c() -> None:  # once a megabyte of the shard has landed, like a user would
-        deadline = time.monotonic() + 10
+    def landed() -> int:
+        sizes = []
+        for part in cache.rglob("*.incomplete"):
+            try:
+                sizes.append(part.stat().st_size)
+            except FileNotFoundError:  # a small file finished and was renamed meanwhile
+                pass
+        return max(sizes, default=0)
+
+    def press_ctrl_c() -> None:  # like a user would, once part of the shard has landed
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if any(p.stat().st_size > 1_000_000 for p in cache.rglob("*.incomplete")):
+            if fake_hub.stalled.is_set() and landed() >= whole:
+                pressed.append(True)
                 _thread.interrupt_main()
                 return
             time.sleep(0.01)
@@ -235,12 +251,9 @@ def test_cli_ctrl_c_stops_and_the_next_run_resumes(fake_hub, micro_files, tmp_pa
     presser.start()
     rc = _run_cli(MICRO, "--dest", str(tmp_path))
     presser.join()
+    assert pressed, "the download never reached the stall"
     err = capsys.readouterr().err
     assert rc == 130 and "what arrived is kept — run the same command again to resume" in err
-    fake_hub.chunk_delay_s = 0.0
-    assert _run_cli(MICRO, "--dest", str(tmp_path)) == 0
-    shard = max(
-        (n for n in micro_files if n.endswith(".safetensors")), key=lambda n: len(micro_files[n])
-    )
+    assert _run_cli(MICRO, "--dest", str(tmp_path)) == 0  # stall_at fires once
     ranges = [g.range for g in fake_hub.data_gets(shard)]
     assert ranges[0] is None and ranges[1].startswith("bytes=") and len(ranges) == 2

@@ -100,7 +100,8 @@ def test_a_document_that_fits_is_one_call_with_all_of_it(tok):
     model = StandIn(tok)
     events = run(doc, model, tok, 8192, max_tokens=512)
     plan = events[0]
-    assert plan == SummaryPlan(1, plan.total_tokens, 1, True)
+    assert (plan.parts, plan.model_calls_estimate, plan.single_pass) == (1, 1, True)
+    assert isinstance(plan, SummaryPlan) and len(plan.part_list) == 1
     assert plan.total_tokens == tok.count_tokens(doc.cited_text())
     assert len(model.calls) == 1
     ((messages, max_tokens),) = model.calls
@@ -109,7 +110,7 @@ def test_a_document_that_fits_is_one_call_with_all_of_it(tok):
     done = events[-1]
     assert isinstance(done, SummaryDone) and not done.cancelled
     assert "".join(e.text for e in of(events, TextChunk)) == done.text
-    assert done.text == "MARKER-1 the deposit is 900 euros."
+    assert done.text == "MARKER-1 the deposit is 900 euros.\n\nCovered: pages 1–3 of 3, 1 part."
     assert done.model_calls == 1 and done.tokens_processed == prompt_len(tok, messages)
 
 
@@ -125,7 +126,7 @@ def test_a_string_that_fits_is_summarized_with_the_instruction(tok):
     )
     content = model.calls[0][0][-1]["content"]
     assert "Short note." in content and content.rstrip().endswith("List the deadlines.")
-    assert events[-1].text == "MARKER-7 pay by Friday."
+    assert events[-1].text == "MARKER-7 pay by Friday.\n\nCovered: all of it, 1 part."
 
 
 def test_map_reduce_covers_every_part_within_the_budget(tok):
@@ -266,9 +267,17 @@ def test_cancel_between_parts_makes_no_further_call(tok):
     events = run(contract(30), model, tok, 1024, max_tokens=128, cancel=cancel)
     assert len(model.calls) == 3
     done = events[-1]
-    assert isinstance(done, SummaryDone) and done.cancelled and done.text == ""
+    assert isinstance(done, SummaryDone) and done.cancelled
     assert done.model_calls == 3 and not of(events, CombineStarted)
-    assert len(of(events, PartDone)) == 2  # the third part's answer was cut by the cancel
+    finished = of(events, PartDone)
+    assert len(finished) == 2  # the third part's answer was cut by the cancel
+    # Stopping shows the finished parts' summaries and names the pages not yet read.
+    read_to = finished[-1].last_page
+    assert done.text.startswith("### Part 1 (pages 1–")
+    assert done.text.endswith(
+        f"Stopped after 2 of {done.parts} parts; not read yet: pages {read_to + 1}–30."
+    )
+    assert done.coverage.documents[0].read == f"1–{read_to}"
 
     model = StandIn(tok)
     cancel.set()
