@@ -62,11 +62,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server.stop()
     finally:
         clean = service.shutdown()  # the engine thread writes cache snapshots, frees the model
-    # Everything is written. Skip interpreter teardown: MLX aborts there ("terminate called
-    # without an active exception") after a model was loaded and freed on another thread.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0 if clean else 1)
+    return 0 if clean else 1
 
 
 def _wait_for_interrupt() -> None:
