@@ -19,15 +19,14 @@ from platformdirs import user_cache_dir
 from PySide6.QtCore import QObject, Signal
 
 from app.identity import APP_NAME
-from engine.cache_snapshot import SUFFIX, TEMP_PREFIX
-from engine.cache_store import CacheSettings, snapshot_file_name
 from engine.errors import NoModel
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # engine.cache_store imports mlx-lm (seconds): loaded after the window shows
     from app.bridge.engine_controller import EngineController
     from app.bridge.qt_job import QtJob
     from app.settings import ChatSettings
     from app.store.store import Store
+    from engine.cache_store import CacheSettings
     from engine.jobs import Job
     from engine.service import EngineService
 
@@ -51,6 +50,8 @@ def default_cache_folder() -> Path:
 def cache_settings(settings: ChatSettings, folder: str | Path | None = None) -> CacheSettings:
     """What the engine is given at load: the folder, the disk budget and the off switch; the
     memory budget is left to the memory plan."""
+    from engine.cache_store import CacheSettings
+
     return CacheSettings(
         dir=Path(folder) if folder is not None else default_cache_folder(),
         disk_budget=settings.cache_disk_gb * GB,
@@ -71,6 +72,8 @@ class DiskUsage:
 
 def _snapshot_files(folder: Path) -> list[Path]:
     # The store's layout: <folder>/<model id>/<key hash>.safetensors, temporaries hidden.
+    from engine.cache_snapshot import SUFFIX, TEMP_PREFIX
+
     if not folder.is_dir():
         return []
     return [p for p in folder.glob(f"*/*{SUFFIX}") if not p.name.startswith(TEMP_PREFIX)]
@@ -107,6 +110,8 @@ def _remove(paths: list[Path]) -> None:
 
 def forget_snapshots(folder: Path, key: str) -> None:
     """Delete the key's snapshots of every model (files only: any thread while none writes)."""
+    from engine.cache_store import snapshot_file_name
+
     if folder.is_dir():
         _remove(list(folder.glob(f"*/{snapshot_file_name(key)}")))
 
@@ -124,6 +129,10 @@ class CacheControl(QObject):
     ) -> None:
         super().__init__(parent)
         self.controller = controller
+        # Purged before the cache folder was set (app.main sets it after the window shows,
+        # the expired chats are purged at once): their snapshots go once it is.
+        self._unforgotten: list[int] = []
+        controller.cachesChanged.connect(self._forget_pending)
         if store is not None:  # "Delete now" and the 30-day purge (app.chat.deletions)
             store.on_purged(self.forget_conversation)
 
@@ -164,6 +173,8 @@ class CacheControl(QObject):
         folder = caches.folder if caches is not None else None
 
         def clear(_job: Job) -> None:
+            from engine.cache_snapshot import TEMP_PREFIX
+
             store = _local_store(self.controller.service)
             if store is not None:
                 store.clear()
@@ -178,18 +189,27 @@ class CacheControl(QObject):
         key = chat_key(conversation_id)
         caches = self.settings
         folder = caches.folder if caches is not None else None
+        if folder is None:
+            self._unforgotten.append(conversation_id)
 
         def forget(_job: Job) -> None:
             store = _local_store(self.controller.service)
             if store is not None:
                 store.forget(key)
-            pass
+            if folder is not None:
+                forget_snapshots(folder, key)
 
         try:
             self._run(forget, notify=False)
         except RuntimeError:  # the engine has shut down: nothing writes any more
             if folder is not None:
                 forget_snapshots(folder, key)
+
+    def _forget_pending(self) -> None:
+        if self.settings is not None:
+            pending, self._unforgotten = self._unforgotten, []
+            for conversation_id in pending:
+                self.forget_conversation(conversation_id)
 
     def _run(self, run: Any, notify: bool = True) -> QtJob:
         job = self.controller.run_on_engine(CACHE_JOB, run)

@@ -26,7 +26,7 @@ from app.window import MainWindow
 from engine.cache_store import snapshot_file_name
 
 WAIT_MS = 60_000  # generous: 2 shared cores
-SETTINGS = ChatSettings(num_ctx=4096, max_tokens=8, temperature=0.0)
+SETTINGS = ChatSettings(num_ctx=4096, max_tokens=8, quick_max_tokens=8, temperature=0.0)
 pytestmark = pytest.mark.usefixtures("app_style")
 
 
@@ -303,10 +303,13 @@ def test_purging_a_chat_deletes_its_snapshot(
     # At start-up the expired chats are purged before any model is loaded.
     history = Store(store.path)
     c2 = controllers(folder, load=False)
+    deferred, c2.caches = c2.caches, None  # app.main sets the folder after the window shows
     w2 = make_window(qtbot, history, c2, qsettings)
     history.delete_conversation(gone)
     later = datetime.now(timezone.utc) + timedelta(days=DELETED_KEEP_DAYS + 1)
     assert history.purge_expired(later) == [gone]
+    assert snapshot_of(folder, gone)  # no folder known yet
+    c2.caches = deferred
     qtbot.waitUntil(lambda: not snapshot_of(folder, gone), timeout=WAIT_MS)
     assert snapshot_of(folder, loaded_gone) and snapshot_of(folder, kept)
     w2.close()
