@@ -114,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(QSettings())
     from app.bridge.cache_control import cache_settings
 
-    # Each request carries its num_ctx and KV bits; models load with caches on disk (issue 12).
-    controller = EngineController(caches=cache_settings(settings))
+    # Each request carries its num_ctx and KV bits; models load with caches on disk (issue 12),
+    # set just after the window shows: engine.cache_store imports mlx-lm (seconds; issue 17 #13).
+    controller = EngineController()
     from app.bridge.downloader import (
         Downloader,  # engine.hub.download on its own thread: HTTP, no MLX
     )
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         controller.modelLoaded.connect(lambda _info: report("ready"))
         if TIMING == "quit":
             controller.modelLoaded.connect(lambda _info: QTimer.singleShot(0, app.quit))
+    QTimer.singleShot(0, lambda: setattr(controller, "caches", cache_settings(settings)))
     if model_dir or settings.backend == "server":  # after the first paint: the engine's
         QTimer.singleShot(0, lambda: window.start_model(args.model))  # imports load behind it
     # Documents from "Open With" (argv on Linux, QFileOpenEvent on macOS) go to the window.

@@ -81,6 +81,7 @@ class EngineController(QObject):
     modelFailed = Signal(str)
     jobSubmitted = Signal(object)  # every QtJob handed out (activity, tests)
     answerMeasured = Signal(object)  # a chat answer's GenerationStats (this machine's rates)
+    cachesChanged = Signal()  # `caches` was set (app.main sets it just after the window shows)
 
     def __init__(
         self,
@@ -91,8 +92,8 @@ class EngineController(QObject):
     ):
         super().__init__(parent)
         # KV-cache snapshots of the models it loads (app.bridge.cache_control); None: memory
-        # only, nothing written (tests, scripts). app.main passes the app's cache folder.
-        self.caches = caches
+        # only, nothing written (tests, scripts). app.main sets the app's cache folder.
+        self._caches = caches
         self._state = EngineState.NONE
         self._model_info: ModelInfo | None = None
         self._chunk_interval = chunk_interval
@@ -108,6 +109,16 @@ class EngineController(QObject):
             app.aboutToQuit.connect(self.shutdown)
 
     # --- state (GUI thread) ---
+
+    @property
+    def caches(self) -> CacheSettings | None:
+        """Where and how the models it loads keep KV caches (engine.cache_store)."""
+        return self._caches
+
+    @caches.setter
+    def caches(self, caches: CacheSettings | None) -> None:
+        self._caches = caches
+        self.cachesChanged.emit()
 
     @property
     def state(self) -> EngineState:

@@ -106,9 +106,19 @@ class ContextMeter(QObject):
         super().__init__(window)
         self.window = window
         self._engine_left_out: dict[int, int] = {}  # the last answer's trim, per conversation
-        window.chat_view.conversationShown.connect(lambda _cid: self.refresh())
-        window.settingsChanged.connect(lambda _settings: self.refresh(forget_trim=True))
-        window.controller.modelLoaded.connect(lambda _info: self.refresh())
+        # Bound methods, not lambdas: Qt drops them with this object (the controller lives on).
+        window.chat_view.conversationShown.connect(self._on_shown)
+        window.settingsChanged.connect(self._on_settings)
+        window.controller.modelLoaded.connect(self._on_model)
+
+    def _on_shown(self, _conversation_id: object) -> None:
+        self.refresh()
+
+    def _on_settings(self, _settings: object) -> None:
+        self.refresh(forget_trim=True)
+
+    def _on_model(self, _info: object) -> None:
+        self.refresh()
 
     def estimate(self, conversation_id: int | None) -> ContextEstimate:
         w, s = self.window, self.window.settings

@@ -67,7 +67,6 @@ class LeftOutDivider(QFrame):
         self.setObjectName("leftOutDivider")
         self.label = QLabel()
         self.label.setObjectName("leftOutLabel")
-        self.label.setWordWrap(True)
         self.label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.label.setToolTip(
             "The chat is longer than the context length: the model does not see the messages "
@@ -116,9 +115,6 @@ class ChatView(QScrollArea):
         self._anchor: MessageWidget | None = None  # a search hit kept in view while laid out
         self._highlighted: MessageWidget | None = None
         self._marks: list[TermMarks] = []
-        self.divider = LeftOutDivider()
-        self.divider.setVisible(False)
-        self.left_out_before: int | None = None  # the message the divider stands above
 
         page = QWidget()
         page.setObjectName("chatPage")
@@ -137,6 +133,9 @@ class ChatView(QScrollArea):
         self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self._layout.addWidget(self.empty_label)
         self._layout.addStretch(1)
+        self.divider = LeftOutDivider(self.column)
+        self.divider.setVisible(False)
+        self.left_out_before: int | None = None  # the message the divider stands above
         outer.addWidget(self.column, 1, Qt.AlignmentFlag.AlignHCenter)
         self.setWidget(page)
 

@@ -193,7 +193,8 @@ class MessageWidget(QWidget):
         self.set_status(status, stats, error)
 
     def _action(self, text: str, tip: str) -> QToolButton:
-        b = QToolButton()
+        # Parented at once: one shown before the footer takes it would flash up as a window.
+        b = QToolButton(self)
         b.setText(text)
         b.setToolTip(tip)
         b.setAutoRaise(True)

@@ -258,7 +258,8 @@ def test_sending_stores_the_document_with_the_message_and_prompts_with_its_text(
     assert prompts[-1][-1] == {"role": "user", "content": expected}
     assert answer.status == "complete"
     shown = w.chat_view.message_widget(user.id).attachments_label.text()
-    assert f"notes.txt · 1 page · {att.tokens:,} tokens" in shown  # after a document icon
+    # After a document icon; a TXT has no real pages, so no "1 page" (issue 17 #7).
+    assert f"notes.txt · {att.tokens:,} tokens" in shown and "page" not in shown
     send(qtbot, w, "And who checks the insurance?")  # follow-up: the document is still sent
     assert prompts[-1][0]["content"] == expected and len(prompts[-1]) == 3
 
