@@ -19,8 +19,8 @@ if TYPE_CHECKING:  # the real names for type checkers; at run time __getattr__ l
         PrefillProgress,
         TextChunk,
     )
-    from engine.sampling import SamplingSettings
     from engine.runtime import Engine, load
+    from engine.sampling import SamplingSettings
     from engine.weights import WeightsError, convert
 
 # Loaded on first use (PEP 562): `import engine.config` must not pull in MLX, mlx-lm and

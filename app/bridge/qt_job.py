@@ -21,7 +21,8 @@ from engine.jobs import Job, JobDone, JobFailed, JobStarted
 from engine.service import LoadProgress
 
 CHUNK_INTERVAL_S = 0.033  # ~30 GUI updates a second: smooth to read, cheap to lay out
-ANSWER_KINDS = frozenset({"chat", "quick", "summary", "ask"})  # jobs whose result is GenerationStats
+# Jobs whose result is GenerationStats.
+ANSWER_KINDS = frozenset({"chat", "quick", "summary", "ask"})
 
 
 def cancelled_stats() -> GenerationStats:

@@ -30,11 +30,11 @@ from engine.events import (
     PrefillProgress,
     TextChunk,
 )
-from engine.sampling import SamplingSettings
 from engine.remote.budget import BudgetCounter, fit_messages
 from engine.remote.client import Progress, RemoteClient
 from engine.remote.config import RemoteConfig, RemoteModel, is_nemo
 from engine.remote.errors import RemoteError
+from engine.sampling import SamplingSettings
 from engine.session import ContextOverflow
 
 log = logging.getLogger(__name__)

@@ -20,8 +20,8 @@ from starlette.types import Send
 
 from engine.backend import Message, ModelInfo
 from engine.events import Finished, GenerationStats, TextChunk
-from engine.sampling import SamplingSettings
 from engine.jobs import JobDone, JobFailed
+from engine.sampling import SamplingSettings
 from engine.serve.bridge import JobStream
 from engine.serve.errors import ApiError, error_of_failure
 from engine.serve.exchange import JobResponse, dumps, read_json, send_error, send_json, start, write

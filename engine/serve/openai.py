@@ -18,8 +18,8 @@ from starlette.routing import Route
 from starlette.types import Send
 
 from engine.events import Finished, GenerationStats, TextChunk
-from engine.sampling import SamplingSettings
 from engine.jobs import JobDone, JobFailed
+from engine.sampling import SamplingSettings
 from engine.serve.bridge import JobStream
 from engine.serve.errors import ApiError, error_of_failure
 from engine.serve.exchange import JobResponse, dumps, read_json, send_error, send_json, start, write

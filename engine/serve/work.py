@@ -12,8 +12,8 @@ from itertools import chain
 
 from engine.backend import ChatRequest, CompletionRequest, GenerationOptions, Message
 from engine.events import GenerationStats
-from engine.sampling import SamplingSettings
 from engine.jobs import Job
+from engine.sampling import SamplingSettings
 from engine.service import EngineService
 from engine.session import ContextOverflow, split_exchanges
 
