@@ -14,18 +14,22 @@ chat that becomes a stored conversation (its first message, or Summarize) keeps 
 
 from __future__ import annotations
 
+import itertools
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, QThread, Signal, Slot
-from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog
+from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QFileDialog, QWidget
 
 from app.chat.prompt import document_block, prompt_budget
 from app.store.store import Attachment
+
+if TYPE_CHECKING:
+    from app.chat.chat_parts import ChatParts
 
 
 @dataclass(frozen=True)
@@ -170,18 +174,6 @@ def local_paths(mime: Any) -> list[str]:
     return [u.toLocalFile() for u in mime.urls() if u.isLocalFile() and u.toLocalFile()]
 
 
-ATTACH_BUTTON_STYLE = """
-QToolButton#attachButton {
-    border: none;
-    border-radius: 8px;
-    padding: 2px 8px;
-    font-size: 16px;
-    color: palette(placeholder-text);
-}
-QToolButton#attachButton:hover { background: palette(alternate-base); color: palette(text); }
-"""
-
-
 @dataclass
 class _Aside:
     """A conversation's chips and errors while another conversation is shown."""
@@ -197,56 +189,43 @@ class DocumentAttacher(QObject):
     (the text stays in the composer) and its chip offers Summarize instead.
     """
 
-    def __init__(self, window: Any) -> None:
-        super().__init__(window)
-        self.window = window
-        self.chips = window.chips
-        c = window.controller
+    def __init__(self, parts: ChatParts, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.parts = parts
+        self.chips = parts.chips
+        c = parts.controller
         self.reader = DocumentReader(c.extract_document, c.document_tokenizer, self)
         self.reader.read.connect(self._on_read)
         self.reader.failed.connect(self._on_failed)
         self._reading: list[tuple[str, int | None]] = []  # (path, its chat), not back yet
+        self._added = itertools.count()
+        self._added_order: dict[str, int] = {}  # path -> when it was added, until it is read
         self._errors: list[str] = []
         self._offer: set[str] = set()  # opened by the OS: say that Summarize is offered
         # Documents over the context: handed here (text, attachments) -> True when handled
         # (asked across every part by app.chat.summarize_flow); else the send is refused.
-        self.too_long: Callable[[str, list[PendingAttachment]], bool] | None = None
-        self._key: int | None = window.current_id  # the conversation the chips belong to
+        self.too_long: Callable[[str, Sequence[PendingAttachment]], bool] | None = None
+        self._key: int | None = parts.current_id()  # the conversation the chips belong to
         self._aside: dict[int, _Aside] = {}  # other conversations' chips
-        window.chat_view.conversationShown.connect(self.switch_to)
-        window.setAcceptDrops(True)
-        window.installEventFilter(self)
-        # The composer's text box takes drops itself (it would paste the file's URL).
-        window.composer.edit.viewport().installEventFilter(self)
-        window.composer.attachRequested.connect(self.choose_files)
-        window.composer.attach_button.setStyleSheet(ATTACH_BUTTON_STYLE)
-        self.action = self._install_action(window)
+        parts.chat_view.conversationShown.connect(self.switch_to)
+        parts.composer.attachRequested.connect(self.choose_files)
         c.stateChanged.connect(self._update_summarize)
         c.modelLoaded.connect(lambda _info: self.update_budget())
         self._update_summarize(c.state)
         self.update_budget()
 
-    def _install_action(self, window: Any) -> QAction:
-        """File ▸ Attach Documents… on Ctrl/Cmd+O (the standard Open key: documents are what
-        a user opens here); Open Model Folder… moves to Ctrl/Cmd+Shift+O."""
-        action = QAction("Attach Documents…", window)
-        action.setShortcut(QKeySequence(QKeySequence.StandardKey.Open))
-        action.triggered.connect(self.choose_files)
-        window.addAction(action)
-        open_model = window.menu_actions.open_model
-        open_model.setShortcut(QKeySequence("Ctrl+Shift+O"))
-        for menu_action in window.menuBar().actions():
-            menu = menu_action.menu()
-            if menu is not None and open_model in menu.actions():
-                menu.insertAction(open_model, action)
-                break
-        return action
+    def accept_drops_on(self, *widgets: QWidget) -> None:
+        """Files dropped on these widgets are attached (the window decides which)."""
+        for widget in widgets:
+            widget.setAcceptDrops(True)
+            widget.installEventFilter(self)
 
     # -- attaching
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
         kind = event.type()
-        if kind in (QEvent.Type.DragEnter, QEvent.Type.DragMove, QEvent.Type.Drop):
+        drag = (QEvent.Type.DragEnter, QEvent.Type.DragMove, QEvent.Type.Drop)
+        if kind in drag and isinstance(event, QDropEvent):  # DragEnter/Move derive from it
             paths = local_paths(event.mimeData())
             if paths:
                 event.setDropAction(Qt.DropAction.CopyAction)
@@ -257,9 +236,9 @@ class DocumentAttacher(QObject):
         return super().eventFilter(watched, event)
 
     def choose_files(self) -> None:
-        patterns = " ".join(f"*{ext}" for ext in self.window.controller.document_extensions)
+        patterns = " ".join(f"*{ext}" for ext in self.parts.controller.document_extensions)
         paths, _ = QFileDialog.getOpenFileNames(
-            self.window, "Attach documents", str(Path.home()),
+            self.parts.dialog_parent, "Attach documents", str(Path.home()),
             f"Documents ({patterns});;All files (*)",
         )  # fmt: skip
         self.attach(paths)
@@ -271,6 +250,8 @@ class DocumentAttacher(QObject):
             return
         self._errors = []
         self._reading += [(p, self._key) for p in paths]
+        for p in paths:  # chips keep this order, whichever file is read first
+            self._added_order[p] = next(self._added)
         self._show_notice()
         self.reader.read_files(paths)
 
@@ -286,7 +267,7 @@ class DocumentAttacher(QObject):
             if key is not None:
                 self._aside.setdefault(key, _Aside()).attachments.append(attachment)
             return
-        chip = self.chips.add(attachment)
+        chip = self.chips.add(attachment, self._added_order.pop(attachment.path, None))
         warnings = attachment.warnings
         self._show_notice(f"{attachment.name}: {'; '.join(warnings)}" if warnings else "")
         if attachment.path in self._offer:
@@ -295,18 +276,19 @@ class DocumentAttacher(QObject):
                 offer = f"{attachment.name} is attached: ask a question about it, or Summarize it."
             else:
                 offer = f"{attachment.name} is too long for the context: Summarize it."
-            self.window.status.set_message(offer)
+            self.parts.status.set_message(offer)
 
     def _on_failed(self, path: str, message: str) -> None:
         key = self._done_reading(path)
         self._offer.discard(path)
+        self._added_order.pop(path, None)
         if key != self._key:
             if key is not None:
                 self._aside.setdefault(key, _Aside()).errors.append(message)
             return
         self._errors.append(message)
         self._show_notice()
-        self.window.status.set_message(message, error=True)
+        self.parts.status.set_message(message, error=True)
 
     def _done_reading(self, path: str) -> int | None:
         """Forget a path handed to the reader; the conversation it was added in."""
@@ -333,17 +315,17 @@ class DocumentAttacher(QObject):
 
     def budget(self) -> int:
         """Prompt tokens one message may use under the current settings."""
-        s = self.window.settings
+        s = self.parts.settings()
         system = 0
         if s.system_prompt.strip():
             try:
-                system = self.window.controller.count_tokens(s.system_prompt) + 2
+                system = self.parts.controller.count_tokens(s.system_prompt) + 2
             except RuntimeError:  # no model loaded: no tokenizer to count with
                 system = 0
         return prompt_budget(s.num_ctx, s.max_tokens, system)
 
     def update_budget(self) -> None:
-        self.chips.set_budget(self.budget(), self.window.settings.num_ctx)
+        self.chips.set_budget(self.budget(), self.parts.settings().num_ctx)
 
     def for_send(self, text: str) -> list[Attachment] | None:
         """The attachments for a message, or None (the text goes back) when one is still being
@@ -354,7 +336,7 @@ class DocumentAttacher(QObject):
         if reading:
             problem = f"Still reading {Path(reading[0]).name}; send again in a moment."
         elif pending:
-            budget, num_ctx = self.budget(), self.window.settings.num_ctx
+            budget, num_ctx = self.budget(), self.parts.settings().num_ctx
             needed = sum(a.prompt_tokens for a in pending)
             if needed > budget and self.too_long is not None and self.too_long(text, pending):
                 return None  # asked (or summarized) across every part instead
@@ -366,9 +348,9 @@ class DocumentAttacher(QObject):
                     "instead, or raise the context length in Settings."
                 )
         if problem is not None:
-            self.window.composer.set_text(text)
+            self.parts.composer.set_text(text)
             self.chips.set_notice(problem, error=True)
-            self.window.status.set_message(problem, error=True)
+            self.parts.status.set_message(problem, error=True)
             return None
         return [a.to_store() for a in pending]
 
@@ -385,15 +367,15 @@ class DocumentAttacher(QObject):
         if conversation_id is not None and conversation_id == old:
             return
         pending, errors = self.chips.attachments(), list(self._errors)
-        became = old is None and conversation_id is not None and not self.window.chat_view.widgets()
+        became = old is None and conversation_id is not None and not self.parts.chat_view.widgets()
         if became:  # the new chat was just stored (first message, Summarize): chips stay
             self._reading = [(p, conversation_id if k is None else k) for p, k in self._reading]
             self._key = conversation_id
             return
         if old is not None and (pending or errors):
             self._aside[old] = _Aside(pending, errors)
-        else:
-            self._aside.pop(old, None)  # type: ignore[arg-type]
+        elif old is not None:
+            self._aside.pop(old, None)
         if conversation_id is None:  # a new chat starts with none, even of an earlier new chat
             self._reading = [(p, k) for p, k in self._reading if k is not None]
         self._key = conversation_id

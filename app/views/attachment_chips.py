@@ -14,53 +14,20 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
-    QScrollArea,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from app.views.restyle import set_style_property
+from app.views.scroll import frameless_scroll_area
+
 NAME_WIDTH = 190  # px; longer names are elided in the middle, whole in the tooltip
 
-STYLE = """
-#attachmentChip {
-    background: palette(alternate-base);
-    border: 1px solid palette(midlight);
-    border-radius: 9px;
-}
-#attachmentChip[fits="false"] { border: 1px solid #ff9f0a; }
-#chipName { font-weight: 600; }
-#chipDetail { color: palette(placeholder-text); font-size: 11px; }
-#chipDetail[fits="false"] { color: #c77700; }
-QToolButton#chipSummarize {
-    border: 1px solid palette(mid);
-    border-radius: 6px;
-    padding: 2px 8px;
-    background: palette(button);
-}
-QToolButton#chipSummarize[primary="true"] {
-    background: palette(highlight);
-    color: palette(highlighted-text);
-    border: 1px solid palette(highlight);
-}
-QToolButton#chipSummarize:disabled { color: palette(placeholder-text); }
-QToolButton#chipRemove {
-    border: none;
-    border-radius: 4px;
-    color: palette(placeholder-text);
-    padding: 0px 4px;
-}
-QToolButton#chipRemove:hover { background: palette(midlight); color: palette(text); }
-#chipsNotice { color: palette(placeholder-text); font-size: 11px; }
-#chipsNotice[error="true"] { color: #d70015; }
-#chipsScroll, #chipsRow { background: transparent; border: none; }
-"""
 
-
-def _repolish(widget: QWidget, name: str, value: object) -> None:
-    widget.setProperty(name, value)
-    widget.style().unpolish(widget)
-    widget.style().polish(widget)
+def _after(a: int | None, b: int | None) -> bool:
+    """Chip `a` stands after a new chip `b` (chips without an order keep their place)."""
+    return a is not None and b is not None and a > b
 
 
 def count_text(attachment: Any) -> str | None:
@@ -93,6 +60,7 @@ class AttachmentChip(QFrame):
     def __init__(self, attachment: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.attachment = attachment
+        self.order: int | None = None  # when it was added (see AttachmentChips.add)
         self.setObjectName("attachmentChip")
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
         self.name_label = QLabel()
@@ -145,8 +113,8 @@ class AttachmentChip(QFrame):
             tip = "\n".join([*a.warnings, "", tip])
         self.detail_label.setToolTip(tip)
         for w in (self, self.detail_label):
-            _repolish(w, "fits", self.fits)
-        _repolish(self.summarize_button, "primary", not self.fits)
+            set_style_property(w, "fits", self.fits)
+        set_style_property(self.summarize_button, "primary", not self.fits)
 
 
 class AttachmentChips(QWidget):
@@ -158,7 +126,6 @@ class AttachmentChips(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("attachmentChips")
-        self.setStyleSheet(STYLE)
         self._chips: list[AttachmentChip] = []
         self._budget: tuple[int | None, int | None] = (None, None)
         self._can_summarize, self._why_not = True, ""
@@ -168,13 +135,7 @@ class AttachmentChips(QWidget):
         self._row_layout.setContentsMargins(0, 0, 0, 0)
         self._row_layout.setSpacing(6)
         self._row_layout.addStretch(1)
-        self.scroll = QScrollArea()
-        self.scroll.setObjectName("chipsScroll")
-        self.scroll.setWidget(self.row)
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.scroll_area = frameless_scroll_area(self.row, "chipsScroll", sideways=True)
         self.notice = QLabel()
         self.notice.setObjectName("chipsNotice")
         self.notice.setWordWrap(True)
@@ -182,7 +143,7 @@ class AttachmentChips(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 6)
         layout.setSpacing(4)
-        layout.addWidget(self.scroll)
+        layout.addWidget(self.scroll_area)
         layout.addWidget(self.notice)
         self._update()
 
@@ -197,10 +158,14 @@ class AttachmentChips(QWidget):
     def chip(self, name: str) -> AttachmentChip | None:
         return next((c for c in self._chips if c.attachment.name == name), None)
 
-    def add(self, attachment: Any) -> AttachmentChip:
-        """Adds a chip; the same file dropped again replaces its chip (it may have changed)."""
+    def add(self, attachment: Any, order: int | None = None) -> AttachmentChip:
+        """Adds a chip; the same file dropped again replaces its chip (it may have changed).
+
+        `order`: when the file was added; files are read in parallel and finish in any order,
+        but their chips stand in the order the user added them."""
         old = next((c for c in self._chips if c.attachment.path == attachment.path), None)
         chip = AttachmentChip(attachment)
+        chip.order = order
         chip.removeRequested.connect(self.remove)
         chip.summarizeRequested.connect(self.summarizeRequested)
         chip.set_budget(*self._budget)
@@ -212,8 +177,10 @@ class AttachmentChips(QWidget):
             self._row_layout.insertWidget(index, chip)
             self._chips.insert(min(index, len(self._chips)), chip)
         else:
-            self._row_layout.insertWidget(self._row_layout.count() - 1, chip)
-            self._chips.append(chip)
+            later = [i for i, c in enumerate(self._chips) if _after(c.order, order)]
+            index = later[0] if later else len(self._chips)
+            self._row_layout.insertWidget(index, chip)
+            self._chips.insert(index, chip)
         self._update()
         self.changed.emit()
         return chip
@@ -254,13 +221,13 @@ class AttachmentChips(QWidget):
     def set_notice(self, text: str, error: bool = False) -> None:
         self.notice.setText(text)
         self.notice.setToolTip(text)
-        _repolish(self.notice, "error", error)
+        set_style_property(self.notice, "error", error)
         self._update()
 
     def _update(self) -> None:
-        self.scroll.setVisible(bool(self._chips))
+        self.scroll_area.setVisible(bool(self._chips))
         if self._chips:
-            bar = self.scroll.horizontalScrollBar().sizeHint().height()
-            self.scroll.setFixedHeight(self.row.sizeHint().height() + bar)
+            bar = self.scroll_area.horizontalScrollBar().sizeHint().height()
+            self.scroll_area.setFixedHeight(self.row.sizeHint().height() + bar)
         self.notice.setVisible(bool(self.notice.text()))
         self.setVisible(bool(self._chips) or bool(self.notice.text()))
