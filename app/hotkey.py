@@ -75,9 +75,12 @@ def system_hotkey_supported(platform: str = sys.platform) -> bool:
 def parse_sequence(text: str) -> QKeyCombination:
     """The single key combination in Qt portable text ("Alt+Space"); ValueError otherwise."""
     seq = QKeySequence.fromString(text.strip(), QKeySequence.SequenceFormat.PortableText)
-    if seq.count() != 1 or seq[0].key() in (K.Key_unknown, 0):
+    # PySide6's stubs lack QKeySequence.__getitem__ (Qt's operator[]); it exists at run time.
+    key_at = seq.__getitem__  # pyright: ignore[reportAttributeAccessIssue]
+    first: QKeyCombination | None = key_at(0) if seq.count() == 1 else None
+    if first is None or first.key() in (K.Key_unknown, 0):
         raise ValueError(f"{text!r} is not a single shortcut such as Alt+Space")
-    return seq[0]
+    return first
 
 
 def carbon_hotkey(text: str) -> tuple[int, int]:

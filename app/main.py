@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+from typing import cast
 
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QGuiApplication, QIcon
@@ -63,7 +64,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def make_application(argv: list[str]) -> QApplication:
-    app = QApplication.instance()
+    # instance() is typed QCoreApplication; this process only ever makes a QApplication.
+    app = cast("QApplication | None", QApplication.instance())
     if app is None:
         QGuiApplication.setHighDpiScaleFactorRoundingPolicy(
             Qt.HighDpiScaleFactorRoundingPolicy.PassThrough
@@ -105,30 +107,37 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as e:  # a newer schema or an unreadable file: say so, touch nothing
         QMessageBox.critical(None, APP_NAME, str(e))
         return 1
-    from app.bridge.engine_controller import (
-        EngineController,  # engine (MLX): after the window can show
-    )
+    # Imported here, not at the top: a second launch or a bad history needs none of it. Nothing
+    # on the way to the window imports MLX (tests/app/test_main_startup.py).
+    from app.bridge.engine_controller import EngineController
     from app.window import MainWindow
 
     report("store")
     settings = load_settings(QSettings())
     from app.bridge.cache_control import cache_settings
 
-    # Each request carries its num_ctx and KV bits; models load with caches on disk (issue 12),
-    # set just after the window shows: engine.cache_store imports mlx-lm (seconds; issue 17 #13).
-    controller = EngineController()
+    # Each request carries its num_ctx and KV bits; models load with caches on disk (issue 12).
+    # CacheSettings is plain data (engine.cache_settings): no MLX before the window shows.
+    controller = EngineController(caches=cache_settings(settings))
     from app.bridge.downloader import (
         Downloader,  # engine.hub.download on its own thread: HTTP, no MLX
     )
 
     window = MainWindow(store, controller, settings, downloader=Downloader(controller))
-    from app.tray import install_menu_bar
+    from app.tray import MenuBarApp, install_menu_bar, starts_in_menu_bar
 
     report("built")
-    menu_bar = install_menu_bar(app, window, controller)  # tray icon, quick prompt, shortcuts
-    if not menu_bar.starts_hidden:
+    if not starts_in_menu_bar(settings):
         window.show()
         QTimer.singleShot(0, lambda: report("window"))
+    # The tray icon, quick prompt panel and shortcuts: once the window is on screen.
+    menu_bar: list[MenuBarApp] = []  # keeps it referenced for the app's life
+
+    def install_tray() -> None:
+        menu_bar.append(install_menu_bar(app, window, controller))
+        report("tray")
+
+    QTimer.singleShot(0, install_tray)
     instance.activated.connect(lambda docs: bring_forward(window, docs, window.open_document))
     if moved:
         QMessageBox.warning(window, APP_NAME, moved)
@@ -137,7 +146,6 @@ def main(argv: list[str] | None = None) -> int:
         controller.modelLoaded.connect(lambda _info: report("ready"))
         if TIMING == "quit":
             controller.modelLoaded.connect(lambda _info: QTimer.singleShot(0, app.quit))
-    QTimer.singleShot(0, lambda: setattr(controller, "caches", cache_settings(settings)))
     if model_dir or settings.backend == "server":  # after the first paint: the engine's
         QTimer.singleShot(0, lambda: window.start_model(args.model))  # imports load behind it
     # Documents from "Open With" (argv on Linux, QFileOpenEvent on macOS) go to the window.

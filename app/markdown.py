@@ -7,16 +7,14 @@ Code blocks are highlighted by pygments with inline styles and get a "Copy" link
 
 from __future__ import annotations
 
+import functools
 import html
 import unicodedata
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from markdown_it import MarkdownIt
-from pygments import highlight
-from pygments.formatters import HtmlFormatter
-from pygments.lexers import get_lexer_by_name
-from pygments.lexers.special import TextLexer
-from pygments.util import ClassNotFound
+if TYPE_CHECKING:  # markdown-it and pygments load on the first render, after the window shows
+    from markdown_it import MarkdownIt
 
 COPY_SCHEME = "nemo-copy"
 LIGHT_CODE_STYLE, DARK_CODE_STYLE = "friendly", "monokai"
@@ -40,34 +38,49 @@ def first_strong_direction(text: str) -> str | None:
     return None
 
 
+@functools.cache
 def _parser() -> MarkdownIt:
+    from markdown_it import MarkdownIt
+
     # html=False: raw <img src=http…> or <script> in a message is shown as text.
-    return MarkdownIt("commonmark", {"html": False, "breaks": False}).enable("table")
+    md = MarkdownIt("commonmark", {"html": False, "breaks": False}).enable("table")
+    md.add_render_rule("fence", _render_code)
+    md.add_render_rule("code_block", _render_code)
+    md.add_render_rule("table_open", _render_table_open)
+    return md
 
 
-_MD = _parser()
-_FORMATTERS = {
-    False: HtmlFormatter(nowrap=True, noclasses=True, style=LIGHT_CODE_STYLE),
-    True: HtmlFormatter(nowrap=True, noclasses=True, style=DARK_CODE_STYLE),
-}
+@functools.cache
+def _formatter(dark: bool) -> Any:
+    from pygments.formatters import HtmlFormatter
+
+    return HtmlFormatter(
+        nowrap=True, noclasses=True, style=DARK_CODE_STYLE if dark else LIGHT_CODE_STYLE
+    )
 
 
 def highlight_code(code: str, language: str, dark: bool = False) -> str:
     """Code as HTML spans with inline colours; unknown languages stay plain (no guessing)."""
+    from pygments import highlight
+    from pygments.lexers import get_lexer_by_name
+    from pygments.lexers.special import TextLexer
+    from pygments.util import ClassNotFound
+
     try:
         lexer = get_lexer_by_name(language) if language else TextLexer()
     except ClassNotFound:
         lexer = TextLexer()
-    return highlight(code, lexer, _FORMATTERS[dark]).rstrip("\n")
+    return highlight(code, lexer, _formatter(dark)).rstrip("\n")
 
 
 def render_markdown(text: str, dark: bool = False) -> Rendered:
     """Renders one message; safe for partial (streaming) text such as an unclosed fence."""
-    tokens = _MD.parse(text)
+    md = _parser()
+    tokens = md.parse(text)
     _mark_directions(tokens)
     code_blocks: list[str] = []
     env = {"code_blocks": code_blocks, "dark": dark}
-    body = _MD.renderer.render(tokens, _MD.options, env)
+    body = md.renderer.render(tokens, md.options, env)
     return Rendered(body, tuple(code_blocks))
 
 
@@ -155,11 +168,6 @@ def _render_code(self, tokens, idx, options, env) -> str:
 
 def _render_table_open(self, tokens, idx, options, env) -> str:
     return '<table class="md" cellspacing="0" cellpadding="6" border="1">\n'
-
-
-_MD.add_render_rule("fence", _render_code)
-_MD.add_render_rule("code_block", _render_code)
-_MD.add_render_rule("table_open", _render_table_open)
 
 
 def document_css(dark: bool, link: str, text: str, faint: str) -> str:

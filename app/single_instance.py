@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 
@@ -45,7 +46,7 @@ class SingleInstance(QObject):
         self._lock.setStaleLockTime(0)  # stale only when its process is gone, never by age
         self._pending: dict[QLocalSocket, bytes] = {}
 
-    def claim(self, documents: list[str] = ()) -> bool:
+    def claim(self, documents: Sequence[str] = ()) -> bool:
         """Hand `documents` to a running instance (False), or become the running one (True)."""
         if not self._lock.tryLock(LOCK_MS):
             # Whoever holds the lock is starting up: it will listen. Try it once more.
@@ -58,7 +59,7 @@ class SingleInstance(QObject):
         finally:
             self._lock.unlock()
 
-    def hand_over(self, documents: list[str] = ()) -> bool:
+    def hand_over(self, documents: Sequence[str] = ()) -> bool:
         """Send the documents to the instance listening on the key; True when it said ok.
 
         Blocking (it runs before the event loop): call it from another thread than the server's.

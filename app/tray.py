@@ -11,7 +11,7 @@ from the system-wide hotkey where app.hotkey can register one (macOS only).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QEvent, QObject, QPointF, QRect, QRectF, Qt
 from PySide6.QtGui import (
@@ -26,13 +26,20 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QApplication, QMenu, QSystemTrayIcon
 
-from app.chat.quick_prompt import QuickPromptPanel
 from app.hotkey import IN_APP_SHORTCUT, GlobalHotkey
 from app.settings import ChatSettings
+
+if TYPE_CHECKING:  # the panel is built after the window shows (issue 17 #13)
+    from app.chat.quick_prompt import QuickPromptPanel
 
 
 def tray_available() -> bool:
     return QSystemTrayIcon.isSystemTrayAvailable()
+
+
+def starts_in_menu_bar(settings: ChatSettings, available: bool | None = None) -> bool:
+    """ "Start in the menu bar" applies only where there is a menu bar icon to start in."""
+    return (tray_available() if available is None else available) and settings.start_in_menu_bar
 
 
 def menu_bar_icon(size: int = 44) -> QIcon:
@@ -117,8 +124,8 @@ class MenuBarApp(QObject):
 
     @property
     def starts_hidden(self) -> bool:
-        """ "Start in the menu bar" applies only where there is a menu bar icon to start in."""
-        return self.available and self.window.settings.start_in_menu_bar
+        """Whether the window stays hidden at launch (starts_in_menu_bar)."""
+        return starts_in_menu_bar(self.window.settings, self.available)
 
     def apply_settings(self, settings: ChatSettings) -> None:
         """(Re-)registers the system-wide hotkey; a no-op with a logged reason off macOS."""
@@ -176,5 +183,7 @@ class MenuBarApp(QObject):
 
 def install_menu_bar(app: QApplication, window: Any, controller: Any) -> MenuBarApp:
     """The composition root's one call: the quick prompt panel and the menu-bar icon."""
+    from app.chat.quick_prompt import QuickPromptPanel
+
     panel = QuickPromptPanel(controller, window.store, lambda: window.settings)
     return MenuBarApp(app, window, panel)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +32,10 @@ from app.bridge.cache_control import CacheControl, chat_key
 from app.bridge.state import EngineState
 from app.chat.answer import Answer
 from app.chat.attachments import DocumentAttacher
+from app.chat.chat_parts import ChatParts
 from app.chat.context_meter import ContextMeter
 from app.chat.deletions import DeletionFlow
+from app.chat.measured_rates import MeasuredRates
 from app.chat.prompt import build_prompt, prompt_budget
 from app.chat.summarize_flow import SummarizeFlow
 from app.settings import ChatSettings, save_settings
@@ -41,7 +44,7 @@ from app.store.store import Message, MessageStatus, Store, StoreError
 from app.views.chat_page import ChatPage
 from app.views.chat_view import search_terms
 from app.views.download_panel import DownloadPanel
-from app.views.menus import install_menus
+from app.views.menus import add_deletion_actions, install_menus
 from app.views.models_page import ModelsPage
 from app.views.settings_api import ApiSettings
 from app.views.settings_backend import BackendSettings
@@ -122,11 +125,26 @@ class MainWindow(QMainWindow):
         self.new_action, self.find_action = self.menu_actions.new_chat, self.menu_actions.find
         self.settings_action = self.menu_actions.settings
         self._connect()
-        self.documents = DocumentAttacher(self)  # drops, Attach…, chips (app/attachments.py)
-        self.context = ContextMeter(self)  # the meter and the transcript's "left out" divider
+        # The helpers get these parts, never the window (app/chat/chat_parts.py).
+        parts = ChatParts(
+            controller, store, self.chat_view, self.composer, self.chips, self.status,
+            settings=lambda: self.settings, current_id=lambda: self.current_id,
+            dialog_parent=self,
+        )  # fmt: skip
+        self.documents = DocumentAttacher(parts, self)  # drops, Attach…, chips
+        # The text box takes drops itself (it would paste the file's URL): filtered too.
+        self.documents.accept_drops_on(self, self.composer.edit.viewport())
+        self.context = ContextMeter(parts, self)  # the meter and the transcript's divider
+        self.settingsChanged.connect(self.context.settings_changed)
         self._install_stop_keys()
-        self.summaries = SummarizeFlow(self)  # the chips' Summarize (app/summarize_flow.py)
-        self.deletions = DeletionFlow(self)  # Undo, Recently Deleted, backups
+        rates = MeasuredRates(self._qsettings)  # this machine's speed, for summary plans
+        self.summaries = SummarizeFlow(parts, self, rates, self.documents.budget, self)
+        self._chat_page.add_above_composer(self.summaries.strip, self.summaries.ask_button)
+        self.documents.too_long = self.summaries.offer_ask  # documents over the context
+        self.deletions = DeletionFlow(store, self.status, self.sidebar, self, self)
+        self.status.addWidget(self.deletions.notice)
+        undo, deleted = self.deletions.undo_action, self.deletions.recently_deleted_action
+        add_deletion_actions(self, self.menu_actions, undo, deleted)
         self.downloader = (
             downloader  # app.bridge.downloader.Downloader: the first-run download panel
         )
@@ -285,14 +303,18 @@ class MainWindow(QMainWindow):
         self.context.answer_started(conversation_id)
         self._set_generating(True)
         answer.prefill.connect(lambda done, total: self._on_prefill(answer, done, total))
-        answer.textChanged.connect(lambda text: self._on_text(answer, text))
+        # Text means prefill is over: "Reading…" → "Writing…" (the text itself goes below).
+        answer.textChanged.connect(lambda _text: self.status.set_state(EngineState.GENERATING))
         answer.trimmed.connect(lambda dropped: self._on_trimmed(answer, dropped))
         answer.ended.connect(lambda message: self._on_ended(answer, message))
         if make_job is None:
             prompt = self._prompt(conversation_id, self.store.messages(conversation_id))
             settings, key = self.settings, chat_key(conversation_id)  # its own KV cache
             make_job = lambda: self.controller.send(prompt, settings, key=key)  # noqa: E731
-        answer.start(make_job)
+        job = answer.start(make_job)
+        if row is not None:  # the job's text goes straight to its message, while it is shown
+            job.text.connect(partial(self.chat_view.append_text, row.id))
+            answer.replaced.connect(partial(self.chat_view.stream_text, row.id))
         return answer
 
     def _prompt(self, conversation_id: int, history: list[Message]) -> list[dict[str, str]]:
@@ -301,6 +323,10 @@ class MainWindow(QMainWindow):
         budget = prompt_budget(self.settings.num_ctx, self.settings.max_tokens)
         return build_prompt(conv.system_prompt or self.settings.system_prompt, history, budget)
 
+    def attach_documents(self) -> None:
+        """File ▸ Attach Documents… (the composer's + button does the same)."""
+        self.documents.choose_files()
+
     def stop(self) -> None:
         """Immediate: the answer's job Event is set from this thread."""
         if self.answer is not None:
@@ -308,11 +334,6 @@ class MainWindow(QMainWindow):
 
     def _save_failed(self, message: str) -> None:
         self.status.set_message(message, error=True)
-
-    def _on_text(self, answer: Answer, text: str) -> None:
-        self.status.set_state(EngineState.GENERATING)  # prefill is over: "Reading…" → "Writing…"
-        if answer.conversation_id == self.current_id and answer.answer_id is not None:
-            self.chat_view.stream_text(answer.answer_id, text)
 
     def _on_prefill(self, answer: Answer, done: int, total: int) -> None:
         self.status.set_prefill(done, total)

@@ -13,18 +13,18 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import mlx.core as mx
 from mlx_lm.models.cache import KVCache, QuantizedKVCache, load_prompt_cache, save_prompt_cache
 
+from engine.cache_settings import TEMP_PREFIX
 from engine.config import ModelConfig
 
 FORMAT_VERSION = "1"
-SUFFIX = ".safetensors"
-TEMP_PREFIX = ".tmp-"  # hidden temporary files; never counted as snapshots
 KV_GROUP_SIZE = 64
 _MAX_HEADER = 64 << 20  # a header past 64 MiB is not one of ours (128K tokens need ~1 MB)
+_T = TypeVar("_T")
 
 
 class SnapshotInvalid(Exception):
@@ -117,18 +117,27 @@ def _compact(cache: list[Any]) -> list[Any]:
     for c in cache:
         n = c.offset
         if isinstance(c, QuantizedKVCache):
+            keys, values = _filled(c.keys, c.values)
             q = QuantizedKVCache(group_size=c.group_size, bits=c.bits)
-            q.keys = tuple(x[..., :n, :] for x in c.keys)
-            q.values = tuple(x[..., :n, :] for x in c.values)
+            q.keys = tuple(x[..., :n, :] for x in keys)
+            q.values = tuple(x[..., :n, :] for x in values)
             q.offset = n
             out.append(q)
         elif type(c) is not KVCache:  # e.g. a sliding window's RotatingKVCache
             raise ValueError(f"{type(c).__name__} snapshots are not supported")
         else:
+            keys, values = _filled(c.keys, c.values)
             k = KVCache()
-            k.keys, k.values, k.offset = c.keys[..., :n, :], c.values[..., :n, :], n
+            k.keys, k.values, k.offset = keys[..., :n, :], values[..., :n, :], n
             out.append(k)
     return out
+
+
+def _filled(keys: _T | None, values: _T | None) -> tuple[_T, _T]:
+    # mlx-lm's caches start with keys/values None; write_snapshot only accepts filled ones.
+    if keys is None or values is None:
+        raise ValueError("an empty cache cannot be snapshotted")
+    return keys, values
 
 
 def write_snapshot(
@@ -183,7 +192,8 @@ def read_snapshot(
         if got != want:
             raise SnapshotInvalid(f"wrong {what}: {got[:16]!r}, expected {want[:16]!r}")
     try:
-        cache = load_prompt_cache(str(path))
+        # Without return_metadata it returns the list alone; its stub lists both return types.
+        cache = cast("list[Any]", load_prompt_cache(str(path)))
         mx.eval([c.state for c in cache])  # reads every byte now: a short file fails here
     except Exception as e:  # noqa: BLE001 - MLX reports bad files as RuntimeError/ValueError
         raise SnapshotInvalid(f"unreadable: {e}") from e
@@ -199,12 +209,17 @@ def _check_shapes(
     n, heads, d = len(header.tokens), config.num_key_value_heads, config.head_dim
     for c in cache:
         if kv_bits is None:
-            ok = type(c) is KVCache and c.keys.shape[1:] == (heads, c.offset, d)
+            ok = (
+                type(c) is KVCache
+                and c.keys is not None
+                and c.keys.shape[1:] == (heads, c.offset, d)
+            )
         else:
             per_word = 32 // kv_bits
             ok = (
                 type(c) is QuantizedKVCache
                 and (c.bits, c.group_size) == (kv_bits, KV_GROUP_SIZE)
+                and c.keys is not None
                 and c.keys[0].shape[1:] == (heads, c.offset, d // per_word)
             )
         if not ok or c.offset != n:

@@ -11,7 +11,6 @@ Runs on the engine thread (MLX); usage() may be called from any thread.
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
 import logging
 import os
@@ -22,12 +21,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import platformdirs
 from mlx_lm.utils import common_prefix_len
 
-from engine.cache_snapshot import (
+from engine.cache_settings import (  # re-exported: the plain data lives in an MLX-free module
+    APP_NAME,
+    DEFAULT_DISK_BUDGET,
+    IDLE_AFTER_S,
     SUFFIX,
     TEMP_PREFIX,
+    CacheSettings,
+    CacheUsage,
+    default_cache_dir,
+    snapshot_file_name,
+)
+from engine.cache_snapshot import (
     SnapshotHeader,
     SnapshotIdentity,
     SnapshotInvalid,
@@ -41,54 +48,27 @@ from engine.session import CacheState
 
 log = logging.getLogger(__name__)
 
-APP_NAME = "Nemo Chat"
-DEFAULT_DISK_BUDGET = 10 * 10**9  # 10 GB
-IDLE_AFTER_S = 120.0  # a conversation untouched this long gets its snapshot
+__all__ = [  # with what engine.cache_settings holds, so older imports from here keep working
+    "ANONYMOUS",
+    "APP_NAME",
+    "DEFAULT_DISK_BUDGET",
+    "IDLE_AFTER_S",
+    "MAX_ANONYMOUS",
+    "MIN_SHARED_TOKENS",
+    "SUFFIX",
+    "TEMP_PREFIX",
+    "CacheSettings",
+    "CacheStore",
+    "CacheUsage",
+    "Timings",
+    "default_cache_dir",
+    "snapshot_file_name",
+]
+
 ANONYMOUS = "anon:"  # keys of key=None requests (the stateless local API)
 MAX_ANONYMOUS = 4
 MIN_SHARED_TOKENS = 32  # copying a cache to reuse fewer tokens than this does not pay
 _STALE_TEMP_S = 3600.0
-
-
-def snapshot_file_name(key: str) -> str:
-    """A key's snapshot file name, the same in every model's subfolder of the cache folder
-    (the app deletes a purged conversation's snapshots by it while no model is loaded)."""
-    return hashlib.sha256(key.encode()).hexdigest()[:32] + SUFFIX
-
-
-def default_cache_dir() -> Path:
-    """The app's cache folder (macOS: ~/Library/Caches/Nemo Chat/kv-cache)."""
-    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)) / "kv-cache"
-
-
-@dataclass(frozen=True)
-class CacheSettings:
-    """What the user controls (Settings): the folder, the budgets and the off switch."""
-
-    dir: str | Path | None = None  # None: default_cache_dir()
-    memory_budget: int | None = None  # a cap in bytes; None: what the memory plan leaves
-    disk_budget: int = DEFAULT_DISK_BUDGET
-    enabled: bool = True  # False: nothing is read from or written to disk
-    idle_after_s: float = IDLE_AFTER_S
-
-    @property
-    def folder(self) -> Path:
-        return Path(self.dir).expanduser() if self.dir is not None else default_cache_dir()
-
-
-@dataclass(frozen=True)
-class CacheUsage:
-    """Plain numbers for Settings and the status line."""
-
-    enabled: bool
-    folder: str
-    memory_bytes: int  # caches of conversations not in use, held in memory
-    active_bytes: int  # the conversation in use (counted in the memory plan's KV)
-    memory_budget: int
-    memory_entries: int
-    disk_bytes: int
-    disk_budget: int
-    snapshots: int
 
 
 @dataclass
@@ -306,9 +286,10 @@ class CacheStore:
     def _save(self, entry: _Entry) -> int:
         """Write the entry's snapshot if it changed; 1 if written. A failed write (disk full)
         costs the snapshot only: the memory cache and an older snapshot stay."""
-        if not self.settings.enabled or not entry.dirty():
+        s = entry.state
+        if not self.settings.enabled or not entry.dirty() or s.cache is None:
             return 0
-        path, s = self.snapshot_path(entry.key), entry.state
+        path = self.snapshot_path(entry.key)
         start = time.perf_counter()
         try:
             size = write_snapshot(

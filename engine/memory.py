@@ -353,9 +353,12 @@ def available_memory() -> int:
         raw = total if free is None else min(total, free + _held_by_mlx())
     else:
         free = _mem_available_linux()
-        raw = (free + _held_by_mlx()) if free is not None else ram
-        if ram:
-            raw = min(raw, ram)
+        if free is None:
+            raw = ram
+        else:
+            raw = free + _held_by_mlx()
+            if ram:
+                raw = min(raw, ram)
     if not raw:
         raise RuntimeError("cannot tell how much memory this machine has")
     return int(raw * (1 - MARGIN_FRACTION))

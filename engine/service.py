@@ -12,7 +12,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.backend import Backend, ChatRequest, CompletionRequest, ModelInfo
 from engine.errors import NoModel, failure_of
@@ -20,6 +20,7 @@ from engine.events import Finished, GenerationStats
 from engine.jobs import Job, JobState, Sink
 
 log = logging.getLogger(__name__)
+E = TypeVar("E")  # the kind of event forward() keeps
 
 
 @dataclass(frozen=True)
@@ -179,13 +180,21 @@ class EngineService:
         return self._backend
 
     def stream(self, job: Job, events: Iterator[Any]) -> GenerationStats:
-        """Forward an answer's events to `job`; its stats. Closes the generator here, on this
-        thread: one left to the garbage collector could free MLX arrays on another thread."""
-        stats = None
+        """Forward an answer's events to `job`; its stats."""
+        finished = self.forward(job, events, Finished)
+        if finished is None:
+            raise RuntimeError("the engine ended the answer without its stats")
+        return finished.stats
+
+    def forward(self, job: Job, events: Iterator[Any], last: type[E]) -> E | None:
+        """Forward every event to `job`; the last one of type `last`. Closes the generator here,
+        on this thread: one left to the garbage collector could free MLX arrays on another
+        thread. A failure lets the backend recover (its active cache may hold half a chunk)."""
+        kept = None
         try:
             for event in events:
-                if isinstance(event, Finished):
-                    stats = event.stats
+                if isinstance(event, last):
+                    kept = event
                 job.emit(event)
         except BaseException:
             recover = getattr(self._backend, "recover", None)
@@ -196,9 +205,7 @@ class EngineService:
             close = getattr(events, "close", None)
             if close is not None:
                 close()
-        if stats is None:
-            raise RuntimeError("the engine ended the answer without its stats")
-        return stats
+        return kept
 
     def _set_backend(self, backend: Backend | None) -> None:
         old, self._backend = self._backend, backend

@@ -19,14 +19,14 @@ from platformdirs import user_cache_dir
 from PySide6.QtCore import QObject, Signal
 
 from app.identity import APP_NAME
+from engine.cache_settings import SUFFIX, TEMP_PREFIX, CacheSettings, snapshot_file_name
 from engine.errors import NoModel
 
-if TYPE_CHECKING:  # engine.cache_store imports mlx-lm (seconds): loaded after the window shows
+if TYPE_CHECKING:
     from app.bridge.engine_controller import EngineController
     from app.bridge.qt_job import QtJob
     from app.settings import ChatSettings
     from app.store.store import Store
-    from engine.cache_store import CacheSettings
     from engine.jobs import Job
     from engine.service import EngineService
 
@@ -50,8 +50,6 @@ def default_cache_folder() -> Path:
 def cache_settings(settings: ChatSettings, folder: str | Path | None = None) -> CacheSettings:
     """What the engine is given at load: the folder, the disk budget and the off switch; the
     memory budget is left to the memory plan."""
-    from engine.cache_store import CacheSettings
-
     return CacheSettings(
         dir=Path(folder) if folder is not None else default_cache_folder(),
         disk_budget=settings.cache_disk_gb * GB,
@@ -72,8 +70,6 @@ class DiskUsage:
 
 def _snapshot_files(folder: Path) -> list[Path]:
     # The store's layout: <folder>/<model id>/<key hash>.safetensors, temporaries hidden.
-    from engine.cache_snapshot import SUFFIX, TEMP_PREFIX
-
     if not folder.is_dir():
         return []
     return [p for p in folder.glob(f"*/*{SUFFIX}") if not p.name.startswith(TEMP_PREFIX)]
@@ -110,8 +106,6 @@ def _remove(paths: list[Path]) -> None:
 
 def forget_snapshots(folder: Path, key: str) -> None:
     """Delete the key's snapshots of every model (files only: any thread while none writes)."""
-    from engine.cache_store import snapshot_file_name
-
     if folder.is_dir():
         _remove(list(folder.glob(f"*/{snapshot_file_name(key)}")))
 
@@ -129,8 +123,8 @@ class CacheControl(QObject):
     ) -> None:
         super().__init__(parent)
         self.controller = controller
-        # Purged before the cache folder was set (app.main sets it after the window shows,
-        # the expired chats are purged at once): their snapshots go once it is.
+        # Purged before the cache folder was set (a controller given its caches later; app.main
+        # sets them at construction): their snapshots go once it is.
         self._unforgotten: list[int] = []
         controller.cachesChanged.connect(self._forget_pending)
         if store is not None:  # "Delete now" and the 30-day purge (app.chat.deletions)
@@ -173,8 +167,6 @@ class CacheControl(QObject):
         folder = caches.folder if caches is not None else None
 
         def clear(_job: Job) -> None:
-            from engine.cache_snapshot import TEMP_PREFIX
-
             store = _local_store(self.controller.service)
             if store is not None:
                 store.clear()

@@ -32,8 +32,8 @@ from app.bridge.qt_job import ANSWER_KINDS, CHUNK_INTERVAL_S, JobRelay, QtJob
 from app.bridge.state import EngineState
 from engine.backend import Backend, ChatRequest, ModelInfo, TokenCounter, messages_of
 from engine.config import ConfigError, nemo_12b_config
+from engine.docs.detect import KIND_BY_EXTENSION
 from engine.docs.document import Document
-from engine.docs.extract import SUPPORTED_EXTENSIONS, extract
 from engine.events import Cancelled
 from engine.jobs import Job, JobDone, JobFailed, JobStarted, Sink
 from engine.memory import NEMO_4BIT_WEIGHTS_BYTES, MemoryPlan, activation_dtype_bytes, plan
@@ -41,7 +41,7 @@ from engine.service import EngineService
 from engine.tokenizer import TokenizerError, load_tokenizer
 
 if TYPE_CHECKING:
-    from engine.cache_store import CacheSettings
+    from engine.cache_settings import CacheSettings
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class EngineController(QObject):
     modelFailed = Signal(str)
     jobSubmitted = Signal(object)  # every QtJob handed out (activity, tests)
     answerMeasured = Signal(object)  # a chat answer's GenerationStats (this machine's rates)
-    cachesChanged = Signal()  # `caches` was set (app.main sets it just after the window shows)
+    cachesChanged = Signal()  # `caches` was set after construction
 
     def __init__(
         self,
@@ -284,12 +284,14 @@ class EngineController(QObject):
 
     # --- pure helpers (any thread: no MLX) ---
 
-    document_extensions: tuple[str, ...] = SUPPORTED_EXTENSIONS
+    document_extensions: tuple[str, ...] = tuple(sorted(KIND_BY_EXTENSION))  # extract's list
 
     @staticmethod
     def extract_document(path: str) -> Document:
         """engine.docs.extract.extract(path); raises DocumentError naming the file and problem.
         Slow for long files: call it from a helper thread, never the GUI thread."""
+        from engine.docs.extract import extract  # its readers (lxml, pdf) load on first use
+
         return extract(path)
 
     def document_tokenizer(self) -> TokenCounter:

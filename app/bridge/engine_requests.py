@@ -10,15 +10,17 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.backend import GenerationOptions
 from engine.docs.detect import KIND_BY_EXTENSION
 from engine.docs.document import UNITS, Document, Page
-from engine.docs.summary_estimate import DEFAULT_RATES, Rates, stored_parts
-from engine.docs.summary_jobs import AskRequest, SummaryRequest
 from engine.memory import NEMO_4BIT_WEIGHTS_BYTES
 from engine.sampling import SamplingSettings
+
+if TYPE_CHECKING:  # imported on first use: the summary planner loads the tokenizer and readers
+    from engine.docs.summary_estimate import Rates
+    from engine.docs.summary_jobs import AskRequest, SummaryRequest
 
 
 class ChatSettingsLike(Protocol):
@@ -103,6 +105,9 @@ def summary_request(
 ) -> SummaryRequest:
     """A summary of one or more documents, batched, parts capped at the "Longest part" setting;
     `finished_rows` are stored parts (app.store.summary_parts) that are not read again."""
+    from engine.docs.summary_estimate import stored_parts
+    from engine.docs.summary_jobs import SummaryRequest
+
     return SummaryRequest(
         _documents(documents), instruction, generation_options(settings),
         summary_max_tokens(settings), part_cap_of(settings), stored_parts(finished_rows),
@@ -116,6 +121,9 @@ def ask_request(
     finished_rows: Sequence[Mapping[str, Any]] = (),
 ) -> AskRequest:
     """A question put to every part of the documents; the answer cites pages."""
+    from engine.docs.summary_estimate import stored_parts
+    from engine.docs.summary_jobs import AskRequest
+
     return AskRequest(
         _documents(documents), question, generation_options(settings),
         summary_max_tokens(settings), part_cap_of(settings), stored_parts(finished_rows),
@@ -125,6 +133,8 @@ def ask_request(
 def rates_for(prefill_tps: float, decode_tps: float, weights_bytes: int | None) -> Rates:
     """This machine's measured rates; until an answer measured them, the Nemo-on-a-Mac
     defaults scaled to the loaded model's weights (decode reads all of them per token)."""
+    from engine.docs.summary_estimate import DEFAULT_RATES, Rates
+
     if prefill_tps > 0 and decode_tps > 0:
         return Rates(prefill_tps, decode_tps, measured=True)
     scale = NEMO_4BIT_WEIGHTS_BYTES / weights_bytes if weights_bytes else 1.0

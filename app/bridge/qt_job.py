@@ -15,7 +15,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 
-from engine.docs.summarize import CombineStarted, PartDone, PartStarted, SummaryPlan
+from engine.docs.summarize_events import CombineStarted, PartDone, PartStarted, SummaryPlan
 from engine.events import ContextTrimmed, GenerationStats, PrefillProgress, TextChunk
 from engine.jobs import Job, JobDone, JobFailed, JobStarted
 from engine.service import LoadProgress

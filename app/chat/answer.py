@@ -46,6 +46,7 @@ class Answer(QObject):
     started = Signal()  # the engine began (a queued job waited until now)
     prefill = Signal(int, int)  # prompt tokens read, of total
     textChanged = Signal(str)  # the whole answer so far
+    replaced = Signal(str)  # the whole answer is this now (not a continuation: see replace_text)
     trimmed = Signal(int)  # older messages left out to fit the context
     summaryProgress = Signal(int, int, float, str)  # part, count, eta_s, label
     ended = Signal(object)  # the stored Message (an UnsavedAnswer when it could not be stored)
@@ -148,6 +149,7 @@ class Answer(QObject):
         """The whole answer is `text` now (a stopped summary: the parts it finished)."""
         if self.active:
             self.text = text
+            self.replaced.emit(self.text)
             self.textChanged.emit(self.text)
 
     # --- the job's signals ---

@@ -183,7 +183,7 @@ class _Aside:
 
 
 class DocumentAttacher(QObject):
-    """The window's side of attaching: drops, the Attach action and button, the chips' budget.
+    """The window's side of attaching: drops, the Attach button and menu, the chips' budget.
 
     Sending asks for_send() for the attachments; a document that does not fit blocks the send
     (the text stays in the composer) and its chip offers Summarize instead.

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject
 
 from app.chat.prompt import build_prompt, prompt_budget
 from app.store.store import Message
+
+if TYPE_CHECKING:
+    from app.chat.chat_parts import ChatParts
 
 CountChat = Callable[[Sequence[Mapping[str, str]]], int]
 NEXT_QUESTION = {"role": "user", "content": ""}  # a chat is counted as the next send sees it
@@ -102,26 +105,26 @@ def first_seen_id(history: Sequence[Message], left_out: int) -> int | None:
 class ContextMeter(QObject):
     """Keeps the window's meter and the transcript's divider current."""
 
-    def __init__(self, window: Any) -> None:
-        super().__init__(window)
-        self.window = window
+    def __init__(self, parts: ChatParts, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.parts = parts
         self._engine_left_out: dict[int, int] = {}  # the last answer's trim, per conversation
         # Bound methods, not lambdas: Qt drops them with this object (the controller lives on).
-        window.chat_view.conversationShown.connect(self._on_shown)
-        window.settingsChanged.connect(self._on_settings)
-        window.controller.modelLoaded.connect(self._on_model)
+        parts.chat_view.conversationShown.connect(self._on_shown)
+        parts.controller.modelLoaded.connect(self._on_model)
 
     def _on_shown(self, _conversation_id: object) -> None:
         self.refresh()
 
-    def _on_settings(self, _settings: object) -> None:
+    def settings_changed(self, _settings: object) -> None:
+        """New settings (num_ctx, system prompt): the engine's last trim no longer applies."""
         self.refresh(forget_trim=True)
 
     def _on_model(self, _info: object) -> None:
         self.refresh()
 
     def estimate(self, conversation_id: int | None) -> ContextEstimate:
-        w, s = self.window, self.window.settings
+        w, s = self.parts, self.parts.settings()
         if conversation_id is None:
             return ContextEstimate(0, s.num_ctx, 0, None)
         conv = w.store.get_conversation(conversation_id)
@@ -131,18 +134,18 @@ class ContextMeter(QObject):
 
     def refresh(self, forget_trim: bool = False) -> None:
         """Recompute for the open chat: the meter's tokens, the divider's place."""
-        w = self.window
+        w = self.parts
         if forget_trim:
             self._engine_left_out.clear()
-        cid = w.current_id
+        cid = w.current_id()
         try:
             e = self.estimate(cid)
         except Exception:  # noqa: BLE001 - a meter never breaks the window (e.g. a deleted chat)
-            e = ContextEstimate(0, w.settings.num_ctx, 0, None)
+            e = ContextEstimate(0, w.settings().num_ctx, 0, None)
         first, left_out = e.first_seen_id, e.left_out
         trimmed = self._engine_left_out.get(cid) if cid is not None else None
-        if trimmed:  # this session's engine said so for the last answer: that is what it read
-            first, left_out = first_seen_id(w.store.messages(cid), trimmed), trimmed
+        if cid is not None and trimmed:  # this session's engine said so for the last answer:
+            first, left_out = first_seen_id(w.store.messages(cid), trimmed), trimmed  # read
         w.status.set_context(e.used, e.num_ctx, left_out)
         w.status.set_trimmed(left_out)
         w.chat_view.set_left_out(first, left_out)
@@ -157,14 +160,14 @@ class ContextMeter(QObject):
         if conversation_id is None:
             return
         self._engine_left_out[conversation_id] = dropped
-        w = self.window
-        if conversation_id == w.current_id:
+        w = self.parts
+        if conversation_id == w.current_id():
             w.status.set_trimmed(dropped)
             messages = w.store.messages(conversation_id)
             w.chat_view.set_left_out(first_seen_id(messages, dropped), dropped)
 
     def _count(self, messages: Sequence[Mapping[str, str]]) -> int:
-        c = self.window.controller
+        c = self.parts.controller
         try:
             return c.count_chat_tokens(messages)
         except RuntimeError:  # no model loaded yet: Nemo's own Tekken counts the same

@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QMenu
+from PySide6.QtWidgets import QWidget
 
-from app.store.store import DELETED_KEEP_DAYS, StoreError
+from app.store.store import DELETED_KEEP_DAYS, Store, StoreError
 from app.views.recently_deleted import DeletedChat, RecentlyDeletedDialog
 from app.views.undo_notice import UndoNotice
+
+if TYPE_CHECKING:
+    from app.chat.chat_parts import Navigator
+    from app.views.sidebar import Sidebar
+    from app.views.status_bar import ChatStatusBar
 
 FIRST_BACKUP_MS = 3_000
 BACKUP_CHECK_MS = 60 * 60 * 1000
@@ -28,24 +33,32 @@ _ERRORS = (sqlite3.Error, StoreError, OSError)
 
 
 class DeletionFlow(QObject):
-    def __init__(self, window: Any) -> None:
-        super().__init__(window)
-        self.window = window
-        self.store = window.store
+    """Undo, Recently Deleted and backups; the window puts its actions and notice in place."""
+
+    def __init__(
+        self,
+        store: Store,
+        status: ChatStatusBar,
+        sidebar: Sidebar,
+        navigator: Navigator,
+        parent: QWidget,
+    ) -> None:
+        super().__init__(parent)
+        self.store, self.status, self.sidebar = store, status, sidebar
+        self.navigator = navigator  # refresh_sidebar, open_conversation (after a restore)
+        self._dialog_parent = parent
         self._undo_ids: list[int] = []  # this session's deletions, latest last
         self.dialog: RecentlyDeletedDialog | None = None
 
-        self.notice = UndoNotice()
+        self.notice = UndoNotice()  # for the status bar
         self.notice.undoRequested.connect(self.undo)
-        window.status.addWidget(self.notice)
-        self.undo_action = QAction("Undo Delete", window)
+        self.undo_action = QAction("Undo Delete", self)
         self.undo_action.setShortcut(QKeySequence(QKeySequence.StandardKey.Undo))
         self.undo_action.setEnabled(False)
         self.undo_action.triggered.connect(self.undo)
-        self.recently_deleted_action = QAction("Recently Deleted…", window)
+        self.recently_deleted_action = QAction("Recently Deleted…", self)
         self.recently_deleted_action.triggered.connect(self.open_recently_deleted)
-        self._install_actions()
-        window.sidebar.recentlyDeletedRequested.connect(self.open_recently_deleted)
+        sidebar.recentlyDeletedRequested.connect(self.open_recently_deleted)
 
         QTimer.singleShot(0, self.purge_expired)  # after on_purged hooks made with the window
         QTimer.singleShot(FIRST_BACKUP_MS, self.backup)
@@ -54,25 +67,6 @@ class DeletionFlow(QObject):
         self._backup_timer.timeout.connect(self.backup)
         self._backup_timer.start()
         self._refresh()
-
-    def _install_actions(self) -> None:
-        window = self.window
-        edit = next(
-            (
-                a.menu()
-                for a in window.menuBar().actions()
-                if isinstance(a.menu(), QMenu) and a.text().replace("&", "") == "Edit"
-            ),
-            None,
-        )
-        if edit is not None:
-            first = edit.actions()[0] if edit.actions() else None
-            edit.insertAction(first, self.undo_action)
-            edit.insertSeparator(first)
-            edit.addSeparator()
-            edit.addAction(self.recently_deleted_action)
-        window.addAction(self.undo_action)  # the shortcut works even where the menu is hidden
-        window.addAction(self.recently_deleted_action)
 
     # -- deleting and undo
 
@@ -107,12 +101,12 @@ class DeletionFlow(QObject):
                 if self.store.restore_conversation(conversation_id):
                     restored.append(conversation_id)
         except _ERRORS as e:
-            self.window.status.set_message(f"Could not restore the chat: {e}", True)
+            self.status.set_message(f"Could not restore the chat: {e}", True)
         self._undo_ids = [i for i in self._undo_ids if i not in restored]
         self.notice.hide()
-        self.window.refresh_sidebar()
+        self.navigator.refresh_sidebar()
         if restored:
-            self.window.open_conversation(restored[-1])
+            self.navigator.open_conversation(restored[-1])
         self._refresh()
         return restored
 
@@ -122,7 +116,7 @@ class DeletionFlow(QObject):
             for conversation_id in ids:
                 self.store.purge_conversation(conversation_id)
         except _ERRORS as e:
-            self.window.status.set_message(f"Could not delete the chat: {e}", True)
+            self.status.set_message(f"Could not delete the chat: {e}", True)
         self._undo_ids = [i for i in self._undo_ids if i not in ids]
         self._refresh()
 
@@ -130,14 +124,14 @@ class DeletionFlow(QObject):
         try:
             self.store.purge_expired()
         except _ERRORS as e:
-            self.window.status.set_message(f"Could not clean up Recently Deleted: {e}", True)
+            self.status.set_message(f"Could not clean up Recently Deleted: {e}", True)
         self._refresh()
 
     # -- Recently Deleted
 
     def open_recently_deleted(self) -> RecentlyDeletedDialog:
         if self.dialog is None:
-            self.dialog = RecentlyDeletedDialog(DELETED_KEEP_DAYS, self.window)
+            self.dialog = RecentlyDeletedDialog(DELETED_KEEP_DAYS, self._dialog_parent)
             self.dialog.restoreRequested.connect(self.restore)
             self.dialog.purgeRequested.connect(self.purge)
         self._refresh()
@@ -157,10 +151,14 @@ class DeletionFlow(QObject):
         self.undo_action.setEnabled(bool(self._undo_ids))
         if not self._undo_ids:
             self.notice.hide()
-        self.window.sidebar.set_deleted_count(len(deleted))
+        self.sidebar.set_deleted_count(len(deleted))
         if self.dialog is not None:
             now = datetime.now(timezone.utc)
-            rows = [DeletedChat(c.id, c.title, c.deleted_at, c.days_left(now)) for c in deleted]
+            rows = [
+                DeletedChat(c.id, c.title, c.deleted_at, c.days_left(now))
+                for c in deleted
+                if c.deleted_at is not None  # always set in Recently Deleted
+            ]
             self.dialog.set_chats(rows, now)
 
     # -- backups
@@ -169,4 +167,4 @@ class DeletionFlow(QObject):
         try:
             self.store.backup_if_due()
         except _ERRORS as e:  # the history itself is fine; say so without alarm
-            self.window.status.set_message(f"Could not back up the chat history: {e}", True)
+            self.status.set_message(f"Could not back up the chat history: {e}", True)

@@ -6,7 +6,7 @@ time from what this Mac really does, also after a restart.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Protocol
 
 from PySide6.QtCore import QSettings
 
@@ -22,6 +22,19 @@ def running_average(old: float, new: float, weight: float = 0.3) -> float:
     return new if old <= 0 else old + weight * (new - old)
 
 
+class Measured(Protocol):
+    """What an answer's stats say about speed (engine.events.GenerationStats has it)."""
+
+    @property
+    def prefilled_tokens(self) -> int: ...
+    @property
+    def prefill_tps(self) -> float: ...
+    @property
+    def generated_tokens(self) -> int: ...
+    @property
+    def decode_tps(self) -> float: ...
+
+
 class MeasuredRates:
     def __init__(self, qsettings: QSettings) -> None:
         self._qs = qsettings
@@ -34,18 +47,19 @@ class MeasuredRates:
         self._qs.setValue(f"{GROUP}/prefill_tps", float(prefill_tps))
         self._qs.setValue(f"{GROUP}/decode_tps", float(decode_tps))
 
-    def add(self, stats: Any) -> tuple[float, float]:
+    def add(self, stats: Measured) -> tuple[float, float]:
         """Fold one answer's GenerationStats in (too-short answers say little: skipped)."""
         prefill, decode = self.get()
-        if getattr(stats, "prefilled_tokens", 0) >= MIN_PREFILL_TOKENS:
-            prefill = running_average(prefill, float(getattr(stats, "prefill_tps", 0.0)))
-        if getattr(stats, "generated_tokens", 0) >= MIN_GENERATED_TOKENS:
-            decode = running_average(decode, float(getattr(stats, "decode_tps", 0.0)))
+        if stats.prefilled_tokens >= MIN_PREFILL_TOKENS:
+            prefill = running_average(prefill, float(stats.prefill_tps))
+        if stats.generated_tokens >= MIN_GENERATED_TOKENS:
+            decode = running_average(decode, float(stats.decode_tps))
         self.set(prefill, decode)
         return prefill, decode
 
     def _read(self, key: str) -> float:
         try:
-            return max(0.0, float(self._qs.value(f"{GROUP}/{key}", 0.0) or 0.0))
+            value = self._qs.value(f"{GROUP}/{key}", 0.0)  # a str from an INI file
+            return max(0.0, float(str(value or 0.0)))
         except (TypeError, ValueError):
             return 0.0

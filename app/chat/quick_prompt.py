@@ -272,6 +272,6 @@ class QuickPromptPanel(QuickPromptView):
         self.stats_label.setVisible(done)
         self.footer.setVisible(self.busy or done)
         self.rule.setVisible(bool(self.status) or not self.note.isHidden())
-        self.scroll.setVisible(bool(self.text))
+        self.scroll_area.setVisible(bool(self.text))
         if self.isVisible():
             self.adjustSize()

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from app.bridge.qt_job import QtJob
     from app.chat.answer import Answer
     from app.chat.attachments import PendingAttachment
-    from app.window import MainWindow
+    from app.chat.chat_parts import AnswerHost, ChatParts
 
 __all__ = ["SummarizeFlow", "eta_text", "progress_text", "summary_request_text"]
 
@@ -48,11 +48,6 @@ NOT_READY = {
     EngineState.GENERATING: "The previous answer is still stopping; try again in a moment.",
 }
 CONTINUE_TEXT = "Continue summary"
-CONTINUE_STYLE = (
-    "QPushButton#continueSummary { border: 1px solid palette(highlight); border-radius: 6px;"
-    " padding: 3px 10px; color: palette(highlight); background: transparent; }"
-    "QPushButton#continueSummary:hover { background: palette(alternate-base); }"
-)
 _SUMMARY_WORDS = re.compile(r"^\s*(summari[sz]e|summary)\b", re.IGNORECASE)
 
 
@@ -115,19 +110,25 @@ class Run:
 class SummarizeFlow(QObject):
     """Starts long-document answers, shows their progress, stores and resumes their parts."""
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window = window
-        window.chips.summarizeRequested.connect(self.start)
+    def __init__(
+        self,
+        parts: ChatParts,
+        host: AnswerHost,
+        rates: MeasuredRates,
+        budget: Callable[[], int],
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.parts, self.host = parts, host
+        self._budget = budget  # prompt tokens a message may use (DocumentAttacher.budget)
+        parts.chips.summarizeRequested.connect(self.start)
         self.last_progress = ""  # the latest progress line, for tests and the status bar
         self.events: list[object] = []  # the latest run's events, in order (tests)
         self.plan_dialog: SummaryPlanDialog | None = None
-        self.strip = SummaryStrip()
-        holder = window.chips.parentWidget()  # the column above the composer (ChatPage)
-        holder.layout().insertWidget(0, self.strip)
-        window.chat_view.columnWidthChanged.connect(self.strip.setFixedWidth)
-        self.rates = MeasuredRates(window._qsettings)  # the window's own settings file
-        window.controller.answerMeasured.connect(self.rates.add)
+        self.strip = SummaryStrip()  # placed above the composer by the window
+        parts.chat_view.columnWidthChanged.connect(self.strip.setFixedWidth)
+        self.rates = rates
+        parts.controller.answerMeasured.connect(self.rates.add)
         # A message whose documents do not fit the context: offered "ask across" every part.
         self.ask_button = QPushButton("Ask across the whole document")
         self.ask_button.setObjectName("askWholeButton")
@@ -137,13 +138,8 @@ class SummarizeFlow(QObject):
         )
         self.ask_button.setVisible(False)
         self.ask_button.clicked.connect(self._ask_offered)
-        holder.layout().insertWidget(
-            holder.layout().indexOf(window.chips) + 1, self.ask_button, 0,
-            Qt.AlignmentFlag.AlignLeft,
-        )  # fmt: skip
         self._offered = ""
-        window.documents.too_long = self.offer_ask
-        window.chips.changed.connect(lambda: self.ask_button.setVisible(False))
+        parts.chips.changed.connect(lambda: self.ask_button.setVisible(False))
         self._next: Run | None = None  # what follow() stores parts under
         self._answer: Answer | None = None  # the long-document answer running, if any
 
@@ -163,8 +159,8 @@ class SummarizeFlow(QObject):
     ) -> bool:
         """Summarize (or, with `question`, ask across) the documents; the plan dialog first
         when the run will be long. False when nothing was started or asked."""
-        w = self.window
-        if w.generating:
+        w = self.parts
+        if self.host.generating:
             w.status.set_message("Wait for the current answer to finish.", error=True)
             return False
         state = w.controller.state
@@ -176,12 +172,12 @@ class SummarizeFlow(QObject):
         docs = [
             a.document or w.controller.stored_document(a.name, a.text, a.path) for a in attachments
         ]
-        settings = w.settings
+        settings = w.settings()
         report = w.controller.summary_plan(docs, settings, self.rates.get(), question)
         if report is None or not report.long_run:
             return self._begin(attachments, docs, settings, text, question, instruction)
         title = f"Ask {', '.join(names)}" if question else text
-        dialog = self.plan_dialog = SummaryPlanDialog(plan_facts(report, title), w)
+        dialog = self.plan_dialog = SummaryPlanDialog(plan_facts(report, title), w.dialog_parent)
 
         def chosen(_result: int) -> None:
             self.plan_dialog = None
@@ -210,7 +206,7 @@ class SummarizeFlow(QObject):
         return False
 
     def _ask_offered(self) -> None:
-        w = self.window
+        w = self.parts
         text = w.composer.text().strip() or self._offered
         attachments = w.chips.attachments()
         if not text or not attachments:
@@ -229,8 +225,8 @@ class SummarizeFlow(QObject):
         else:
             started = self.start_documents(attachments, text=text, question=text)
             note = "The documents are longer than the context: asking across every part."
-        if started and self.window.generating:
-            self.window.status.set_message(note)
+        if started and self.host.generating:
+            self.parts.status.set_message(note)
         return started
 
     def _begin(
@@ -242,16 +238,16 @@ class SummarizeFlow(QObject):
         question: str | None,
         instruction: str | None,
     ) -> bool:
-        w = self.window
+        w = self.parts
         try:
             asked = w.store.add_question(
-                w.current_id, text, [a.to_store() for a in attachments],
-                system_prompt=w.settings.system_prompt,
+                w.current_id(), text, [a.to_store() for a in attachments],
+                system_prompt=w.settings().system_prompt,
             )  # fmt: skip
         except (sqlite3.Error, StoreError) as e:  # the chips stay: nothing is lost
             w.status.set_message(f"Could not save the message to {w.store.path}: {e}", True)
             return False
-        w.show_question(asked)
+        self.host.show_question(asked)
         for a in attachments:
             w.chips.remove(a)
         w.chips.set_notice("")
@@ -259,7 +255,7 @@ class SummarizeFlow(QObject):
         shape = RunShape(kind, settings.num_ctx, settings.summary_part_cap)
         self._next = Run(asked.id, shape, text)
         make_job = self._job_for(docs, settings, question, instruction)
-        self.follow(w.start_answer(asked.conversation_id, make_job))
+        self.follow(self.host.start_answer(asked.conversation_id, make_job))
         names = ", ".join(a.name for a in attachments)
         w.chat_view.set_streaming_note(f"Planning the {'answer' if question else 'summary'}"
                                       f" over {names}…")  # fmt: skip
@@ -273,7 +269,7 @@ class SummarizeFlow(QObject):
         instruction: str | None = None,
         rows: Sequence[dict] = (),
     ) -> Callable[[], QtJob]:
-        c = self.window.controller
+        c = self.parts.controller
         single = docs[0] if len(docs) == 1 else docs
         if question is not None:
             return lambda: c.ask(single, question, settings, finished=rows)
@@ -287,17 +283,17 @@ class SummarizeFlow(QObject):
         """For regenerate and edit: a chat ending with "Summarize <names>" and its documents is
         summarized again from the start; a question with documents too long for the context is
         asked across them again; else None (a chat reply)."""
-        w = self.window
+        w = self.parts
         users = [m for m in w.store.messages(conversation_id) if m.role == "user"]
         last = users[-1] if users else None
         if last is None or not last.attachments:
             return None
         atts = last.attachments
         docs = [w.controller.stored_document(a.name, a.text, a.path) for a in atts]
-        settings = w.settings
+        settings = w.settings()
         if last.content.strip() == summary_request_text([a.name for a in atts]):
             question = None
-        elif sum(a.tokens or 0 for a in atts) > w.documents.budget():
+        elif sum(a.tokens or 0 for a in atts) > self._budget():
             question = last.content
         else:
             return None
@@ -310,9 +306,9 @@ class SummarizeFlow(QObject):
     def continue_summary(self, answer_id: int) -> bool:
         """A stopped long-document answer, read on from its first unfinished part: its stored
         parts are not read again (same context and part size as when they were read)."""
-        w = self.window
-        if w.generating or w.controller.state != EngineState.READY:
-            state = w.controller.state if not w.generating else EngineState.GENERATING
+        w = self.parts
+        if self.host.generating or w.controller.state != EngineState.READY:
+            state = w.controller.state if not self.host.generating else EngineState.GENERATING
             w.status.set_message(NOT_READY.get(state, NOT_READY[EngineState.NONE]), True)
             return False
         stopped = w.store.get_message(answer_id)
@@ -325,24 +321,24 @@ class SummarizeFlow(QObject):
             return False
         rows = w.store.summary_parts.rows(asked.id)
         docs = [w.controller.stored_document(a.name, a.text, a.path) for a in asked.attachments]
-        settings = replace(w.settings, num_ctx=shape.num_ctx, summary_part_cap=shape.part_cap)
+        settings = replace(w.settings(), num_ctx=shape.num_ctx, summary_part_cap=shape.part_cap)
         question = asked.content if shape.kind == "ask" else None
         w.store.delete_messages_from(stopped.conversation_id, stopped.position)
         w.chat_view.remove_messages_from(answer_id)
         self._next = Run(asked.id, shape, asked.content)
         make_job = self._job_for(docs, settings, question, rows=rows)
-        self.follow(w.start_answer(stopped.conversation_id, make_job))
+        self.follow(self.host.start_answer(stopped.conversation_id, make_job))
         w.chat_view.set_streaming_note(f"Continuing after {len(rows)} finished parts…")
         return True
 
     def decorate(self) -> None:
         """The open chat's last answer, stopped with parts stored, gets "Continue summary"; the
         strip shows only while the open chat's long-document answer runs."""
-        w = self.window
+        w = self.parts
         a = self._answer
-        self.strip.setVisible(a is not None and a.active and a.conversation_id == w.current_id)
+        self.strip.setVisible(a is not None and a.active and a.conversation_id == w.current_id())
         widgets = w.chat_view.widgets()
-        if len(widgets) < 2 or w.generating:
+        if len(widgets) < 2 or self.host.generating:
             return
         last, asked = widgets[-1], widgets[-2]
         if last.role != "assistant" or last.status != "stopped" or asked.role != "user":
@@ -355,9 +351,8 @@ class SummarizeFlow(QObject):
         button.setObjectName("continueSummary")
         button.setToolTip("Read the parts not read yet; the finished ones are kept")
         button.setCursor(Qt.CursorShape.PointingHandCursor)
-        button.setStyleSheet(CONTINUE_STYLE)
         button.clicked.connect(lambda: self.continue_summary(last.message_id))
-        last.layout().addWidget(button, 0, Qt.AlignmentFlag.AlignLeft)
+        last.add_below(button)
 
     # -- following a run
 
@@ -367,9 +362,9 @@ class SummarizeFlow(QObject):
         self.last_progress = ""
         self.events = []
         self._answer = answer
-        w = self.window
+        w = self.parts
         self.strip.start(run.title or "Reading the document")
-        self.strip.setVisible(answer.conversation_id == w.current_id)
+        self.strip.setVisible(answer.conversation_id == w.current_id())
         answer.summaryProgress.connect(
             lambda part, count, eta, label: self._on_progress(answer, part, count, eta, label)
         )
@@ -378,10 +373,10 @@ class SummarizeFlow(QObject):
         answer.ended.connect(lambda _message: self._on_ended(answer))
 
     def _on_progress(self, answer: Answer, part: int, count: int, eta_s: float, label: str) -> None:
-        w = self.window
+        w = self.parts
         self.last_progress = progress_text(part, count, eta_s, label)
         w.status.set_message(self.last_progress)
-        if answer.conversation_id == w.current_id and not answer.text:
+        if answer.conversation_id == w.current_id() and not answer.text:
             w.chat_view.set_streaming_note(self.last_progress)
 
     def _on_event(self, answer: Answer, run: Run, event: Any) -> None:
@@ -407,10 +402,12 @@ class SummarizeFlow(QObject):
             answer.replace_text(event.text)  # the finished parts and the pages not read yet
 
     def _store_part(self, run: Run, event: Any) -> None:
+        if run.question_id is None or run.shape is None:
+            return  # a run that is not stored (never started by this flow)
         try:
-            self.window.store.summary_parts.save(run.question_id, event.stored(), run.shape)
+            self.parts.store.summary_parts.save(run.question_id, event.stored(), run.shape)
         except sqlite3.Error as e:  # the run goes on; only resuming loses this part
-            self.window.status.set_message(f"Could not keep part {event.index}: {e}", True)
+            self.parts.status.set_message(f"Could not keep part {event.index}: {e}", True)
 
     def _on_ended(self, answer: Answer) -> None:
         self.strip.end(stopped=answer.status != "failed")

@@ -2,25 +2,17 @@
 
 Plain sqlite3, no Qt. The GUI thread owns the Store (DESIGN rule 5); sqlite3's default
 check_same_thread guards that. Timestamps are ISO-8601 UTC text in the file, aware datetimes here.
-The schema is in store_schema, search in store_search, Markdown export in store_export, backups
-in store.backup.
-
-Deleting is undoable: delete_conversation() only marks the conversation deleted (it leaves the
-list and search); restore_conversation() brings it back; purge_conversation() and
-purge_expired() (older than DELETED_KEEP_DAYS) remove it for good, and only then are the
-on_purged() callbacks called, e.g. to delete the conversation's KV-cache snapshot on disk.
+The records are in app.store.records, rows and transactions in app.store.rows, the schema in
+app.store.schema, search in app.store.search, Markdown export in app.store.export, backups in
+app.store.backup, and deleting (Recently Deleted, restore, purge) in app.store.deletions.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -29,144 +21,51 @@ from platformdirs import user_data_dir
 from app.store import backup as store_backup
 from app.store import export as store_export
 from app.store import search as store_search
+from app.store.deletions import Deletions
+from app.store.records import (
+    APP_NAME,
+    DEFAULT_TITLE,
+    DELETED_KEEP_DAYS,
+    FILE_NAME,
+    ROLES,
+    STATUSES,
+    Attachment,
+    Conversation,
+    CorruptStoreError,
+    Message,
+    MessageStatus,
+    NewerSchemaError,
+    NotFoundError,
+    StoreError,
+    title_from_message,
+)
+from app.store.rows import (
+    CONVERSATION_COLUMNS,
+    MESSAGE_COLUMNS,
+    Transaction,
+    conversation_from_row,
+    inserted_id,
+    message_from_row,
+    to_json,
+)
 from app.store.schema import SCHEMA_VERSION, MigrationError, is_corruption, migrate
 from app.store.search import SearchHit
 from app.store.summary_parts import SummaryParts
 
-APP_NAME = "Nemo Chat"
-FILE_NAME = "history.sqlite3"
-DEFAULT_TITLE = "New chat"
-ROLES = ("user", "assistant", "system")
-
-
-class MessageStatus(StrEnum):
-    """A stored message's state: an answer is 'streaming' until it ends one of the other ways."""
-
-    COMPLETE = "complete"
-    STREAMING = "streaming"
-    STOPPED = "stopped"
-    FAILED = "failed"
-
-
-STATUSES = tuple(MessageStatus)
-DELETED_KEEP_DAYS = 30  # "Recently deleted" keeps a conversation this long, then purges it
-
-_CONVERSATION_COLUMNS = "id, title, created_at, updated_at, system_prompt, model, deleted_at"
-_log = logging.getLogger(__name__)
-_MESSAGE_COLUMNS = (
-    "id, conversation_id, position, role, content, status, error, stats, attachments, created_at"
-)
-
-
-class StoreError(Exception):
-    """The history file cannot be used; the message names the file and the problem."""
-
-
-class CorruptStoreError(StoreError):
-    """The file is damaged or not an SQLite database; open_or_recover() moves it aside."""
-
-
-class NewerSchemaError(StoreError):
-    """The file was written by a newer Nemo Chat; left untouched (never 'recovered')."""
-
-
-class NotFoundError(StoreError, KeyError):
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0]) if self.args else ""
-
-
-@dataclass(frozen=True)
-class Attachment:
-    name: str
-    text: str
-    path: str | None = None
-    pages: int | None = None
-    tokens: int | None = None
-    # "page", "slide", "chapter", "sheet"; "" where pages are not real (DOCX, TXT); None in rows
-    # stored before it existed: then the file's extension says.
-    unit: str | None = None
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Attachment:
-        return cls(
-            d["name"], d.get("text", ""), d.get("path"), d.get("pages"), d.get("tokens"),
-            d.get("unit"),
-        )  # fmt: skip
-
-    def count_label(self) -> str | None:
-        """'12 pages', '3 slides' for paginated documents; None for DOCX, TXT and the like."""
-        unit = self.unit
-        if unit is None:
-            unit = _UNIT_BY_SUFFIX.get(Path(self.name).suffix.lower(), "")
-        if not unit or not self.pages:
-            return None
-        return f"{self.pages} {unit}{'s' if self.pages != 1 else ''}"
-
-
-# What engine.docs.document.UNITS calls a page of each paginated kind, by file suffix.
-_UNIT_BY_SUFFIX = {".pdf": "page", ".epub": "chapter", ".pptx": "slide", ".xlsx": "sheet"}
-
-
-@dataclass(frozen=True)
-class Conversation:
-    id: int
-    title: str
-    created_at: datetime
-    updated_at: datetime
-    system_prompt: str | None
-    model: str | None
-    deleted_at: datetime | None = None  # set while it waits in "Recently deleted"
-
-    def days_left(self, now: datetime | None = None) -> int:
-        """Whole days (rounded up) until a deleted conversation is purged; 0 when due."""
-        if self.deleted_at is None:
-            return DELETED_KEEP_DAYS
-        now = now or datetime.now(timezone.utc)
-        left = self.deleted_at + timedelta(days=DELETED_KEEP_DAYS) - now
-        return max(0, -(-left // timedelta(days=1)))
-
-
-@dataclass(frozen=True)
-class Message:
-    id: int
-    conversation_id: int
-    position: int
-    role: str
-    content: str
-    status: str
-    error: str | None
-    stats: dict[str, Any] | None  # e.g. GenerationStats fields: tokens, ttft_s, decode_tps
-    attachments: tuple[Attachment, ...]
-    created_at: datetime
+# The records are part of this module's face: callers import them from here.
+__all__ = [
+    "APP_NAME", "DEFAULT_TITLE", "DELETED_KEEP_DAYS", "FILE_NAME", "ROLES", "STATUSES",
+    "Attachment", "Conversation", "CorruptStoreError", "Message", "MessageStatus",
+    "NewerSchemaError", "NotFoundError", "SearchHit", "Store", "StoreError", "default_path",
+    "title_from_message",
+]  # fmt: skip
 
 
 def default_path() -> Path:
     return Path(user_data_dir(APP_NAME, appauthor=False)) / FILE_NAME
 
 
-def title_from_message(text: str, max_chars: int = 48) -> str:
-    """A conversation title from the first user message: its first line, cut at a word."""
-    line = next((s for s in text.splitlines() if s.strip()), "")
-    line = " ".join(line.lstrip("#>*-` \t").split())
-    if not line:
-        return DEFAULT_TITLE
-    if len(line) <= max_chars:
-        return line
-    cut = line[: max_chars - 1]
-    if " " in cut[max_chars // 2 :]:
-        cut = cut[: cut.rindex(" ")]
-    return cut.rstrip(" ,.;:") + "…"
-
-
-def _to_json(value: Any) -> str | None:
-    if value is None:
-        return None
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    return json.dumps(value, ensure_ascii=False)
-
-
-class Store:
+class Store(Deletions):
     """The history database. Open with Store(path) or Store.open_or_recover(path)."""
 
     def __init__(self, path: Path | str | None = None) -> None:
@@ -276,8 +175,8 @@ class Store:
             "UPDATE conversations SET updated_at = ? WHERE id = ?", (self._now(), conversation_id)
         )
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+    def _transaction(self) -> Transaction:
+        return Transaction(self._db)
 
     # -- conversations
 
@@ -290,7 +189,7 @@ class Store:
             " VALUES (?, ?, ?, ?)",
             (title, now, now, system_prompt),
         )
-        return self.get_conversation(cur.lastrowid)
+        return self.get_conversation(inserted_id(cur))
 
     def get_conversation(
         self, conversation_id: int, *, include_deleted: bool = False
@@ -298,20 +197,20 @@ class Store:
         """A deleted conversation is NotFoundError unless include_deleted."""
         live = "" if include_deleted else " AND deleted_at IS NULL"
         row = self._db.execute(
-            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = ?{live}",
+            f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?{live}",
             (conversation_id,),
         ).fetchone()
         if row is None:
             raise NotFoundError(f"No conversation with id {conversation_id}")
-        return _conversation(row)
+        return conversation_from_row(row)
 
     def list_conversations(self) -> list[Conversation]:
         """Newest updated first; deleted ones are not listed (see list_deleted)."""
         rows = self._db.execute(
-            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE deleted_at IS NULL"
+            f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE deleted_at IS NULL"
             " ORDER BY updated_at DESC, id DESC"
         )
-        return [_conversation(r) for r in rows]
+        return [conversation_from_row(r) for r in rows]
 
     def rename_conversation(self, conversation_id: int, title: str) -> None:
         self._update_conversation(conversation_id, "title", title)
@@ -329,83 +228,6 @@ class Store:
         )
         if cur.rowcount == 0:
             raise NotFoundError(f"No conversation with id {conversation_id}")
-
-    # -- deleting: "Recently deleted", undo, purge
-
-    def delete_conversation(self, conversation_id: int) -> bool:
-        """Moves the conversation to "Recently deleted" (restore_conversation undoes it).
-
-        Its messages stay until it is purged; an answer still streaming into it is kept as
-        'stopped' (nobody finishes it now). False if there was no such live conversation.
-        """
-        with self._transaction():
-            cur = self._db.execute(
-                "UPDATE conversations SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
-                (self._now(), conversation_id),
-            )
-            if cur.rowcount == 1:
-                self._db.execute(
-                    "UPDATE messages SET status = 'stopped'"
-                    " WHERE conversation_id = ? AND status = 'streaming'",
-                    (conversation_id,),
-                )
-        return cur.rowcount == 1
-
-    def restore_conversation(self, conversation_id: int) -> bool:
-        """Brings a deleted conversation back to its place in the list; False if not deleted."""
-        cur = self._db.execute(
-            "UPDATE conversations SET deleted_at = NULL WHERE id = ? AND deleted_at IS NOT NULL",
-            (conversation_id,),
-        )
-        return cur.rowcount == 1
-
-    def list_deleted(self) -> list[Conversation]:
-        """The "Recently deleted" list, most recently deleted first."""
-        rows = self._db.execute(
-            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE deleted_at IS NOT NULL"
-            " ORDER BY deleted_at DESC, id DESC"
-        )
-        return [_conversation(r) for r in rows]
-
-    def purge_conversation(self, conversation_id: int) -> bool:
-        """Deletes the conversation and (by cascade) its messages for good; runs on_purged."""
-        cur = self._db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
-        if cur.rowcount == 0:
-            return False
-        self._notify_purged([conversation_id])
-        return True
-
-    def purge_expired(self, now: datetime | None = None) -> list[int]:
-        """Purges conversations deleted more than DELETED_KEEP_DAYS ago (at start-up)."""
-        now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)  # text compares
-        cutoff = (now - timedelta(days=DELETED_KEEP_DAYS)).isoformat(timespec="microseconds")
-        with self._transaction():
-            ids = [
-                r[0]
-                for r in self._db.execute(
-                    "SELECT id FROM conversations WHERE deleted_at <= ?", (cutoff,)
-                )
-            ]
-            self._db.executemany("DELETE FROM conversations WHERE id = ?", [(i,) for i in ids])
-        self._notify_purged(ids)
-        return ids
-
-    def on_purged(self, callback: Callable[[int], None]) -> None:
-        """Calls callback(conversation_id) after a conversation is purged for good.
-
-        For what lives outside this file (e.g. the conversation's KV-cache snapshot on disk).
-        Called on the GUI thread, after the delete is committed; never for a soft delete.
-        An exception in one callback is logged and does not stop the others.
-        """
-        self._purged_callbacks.append(callback)
-
-    def _notify_purged(self, ids: Sequence[int]) -> None:
-        for conversation_id in ids:
-            for callback in list(self._purged_callbacks):
-                try:
-                    callback(conversation_id)
-                except Exception:  # a cleanup hook must not undo or break the purge
-                    _log.exception("on_purged callback failed for %s", conversation_id)
 
     # -- backups
 
@@ -476,7 +298,7 @@ class Store:
             items = [
                 a if isinstance(a, Attachment) else Attachment.from_dict(a) for a in attachments
             ]
-            atts = _to_json([dataclasses.asdict(a) for a in items])
+            atts = to_json([dataclasses.asdict(a) for a in items])
         with self._transaction():
             if not self._db.execute(
                 "SELECT 1 FROM conversations WHERE id = ? AND deleted_at IS NULL",
@@ -489,27 +311,27 @@ class Store:
                 " stats, attachments, created_at) VALUES (?, (SELECT coalesce(max(position), -1)"
                 " + 1 FROM messages WHERE conversation_id = ?), ?, ?, ?, ?, ?, ?, ?)",
                 (conversation_id, conversation_id, role, content, status, error,
-                 _to_json(stats), atts, now),
+                 to_json(stats), atts, now),
             )  # fmt: skip
             self._db.execute(
                 "UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id)
             )
-        return self.get_message(cur.lastrowid)
+        return self.get_message(inserted_id(cur))
 
     def get_message(self, message_id: int) -> Message:
         row = self._db.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,)
         ).fetchone()
         if row is None:
             raise NotFoundError(f"No message with id {message_id}")
-        return _message(row)
+        return message_from_row(row)
 
     def messages(self, conversation_id: int) -> list[Message]:
         rows = self._db.execute(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY position",
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY position",
             (conversation_id,),
         )
-        return [_message(r) for r in rows]
+        return [message_from_row(r) for r in rows]
 
     def begin_answer(self, conversation_id: int) -> Message:
         """An empty 'streaming' assistant row, stored before generation starts."""
@@ -537,7 +359,7 @@ class Store:
             msg = self.get_message(message_id)
             self._db.execute(
                 "UPDATE messages SET content = ?, status = ?, stats = ?, error = ? WHERE id = ?",
-                (content, status, _to_json(stats), error, message_id),
+                (content, status, to_json(stats), error, message_id),
             )
             self._touch(msg.conversation_id)
         return self.get_message(message_id)
@@ -574,41 +396,3 @@ class Store:
         """The conversation as Markdown: title, system prompt, messages under role headings."""
         conv = self.get_conversation(conversation_id)
         return store_export.export_markdown(conv, self.messages(conversation_id), APP_NAME)
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on error; joins an open transaction."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-        self._outer = False
-
-    def __enter__(self) -> None:
-        self._outer = not self._db.in_transaction
-        if self._outer:
-            self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        if self._outer:
-            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
-
-
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-def _conversation(row: sqlite3.Row | tuple) -> Conversation:
-    cid, title, created, updated, system_prompt, model, deleted = row
-    deleted_at = _time(deleted) if deleted else None
-    return Conversation(
-        cid, title, _time(created), _time(updated), system_prompt, model, deleted_at
-    )
-
-
-def _message(row: sqlite3.Row | tuple) -> Message:
-    mid, cid, position, role, content, status, error, stats, atts, created = row
-    attachments = tuple(Attachment.from_dict(a) for a in json.loads(atts)) if atts else ()
-    stats_dict = json.loads(stats) if stats else None
-    return Message(
-        mid, cid, position, role, content, status, error, stats_dict, attachments, _time(created)
-    )

@@ -14,7 +14,7 @@ import dataclasses
 import sqlite3
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 _COLUMNS = "digest, part_index, first_page, last_page, source, text, num_ctx, part_cap, kind"
 
@@ -33,7 +33,7 @@ def _row(value: Any) -> Mapping[str, Any]:
         value = value.stored()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
-    return value
+    return cast(Mapping[str, Any], value)  # already a row (a dict read back)
 
 
 class SummaryParts:

@@ -22,7 +22,7 @@ class ChatPage(QWidget):
         self.chat_view.columnWidthChanged.connect(self.composer.setFixedWidth)
         self.chat_view.columnWidthChanged.connect(self.chips.setFixedWidth)
         holder = QWidget()
-        holder_layout = QVBoxLayout(holder)
+        holder_layout = self._holder = QVBoxLayout(holder)
         holder_layout.setContentsMargins(24, 4, 24, 14)
         holder_layout.addWidget(self.chips)
         holder_layout.addWidget(self.composer)
@@ -31,3 +31,9 @@ class ChatPage(QWidget):
         layout.setSpacing(0)
         layout.addWidget(self.chat_view, 1)
         layout.addWidget(holder, 0, Qt.AlignmentFlag.AlignHCenter)
+
+    def add_above_composer(self, strip: QWidget, offer: QWidget) -> None:
+        """A long document's progress strip on top; the "ask across" offer under the chips."""
+        self._holder.insertWidget(0, strip)
+        index = self._holder.indexOf(self.chips) + 1
+        self._holder.insertWidget(index, offer, 0, Qt.AlignmentFlag.AlignLeft)

@@ -82,10 +82,6 @@ class LeftOutDivider(QFrame):
             layout.addWidget(rule, 1)
             if i == 0:
                 layout.addWidget(self.label, 0)
-        self.setStyleSheet(
-            "#leftOutRule { background: palette(mid); }"
-            "#leftOutLabel { color: palette(placeholder-text); font-size: 11px; }"
-        )
 
     def set_count(self, count: int) -> None:
         noun = "message" if count == 1 else "messages"
@@ -138,6 +134,7 @@ class ChatView(QScrollArea):
         self.left_out_before: int | None = None  # the message the divider stands above
         outer.addWidget(self.column, 1, Qt.AlignmentFlag.AlignHCenter)
         self.setWidget(page)
+        self._page, self._page_layout = page, outer
 
         self._render_timer = QTimer(self)
         self._render_timer.setSingleShot(True)
@@ -239,6 +236,15 @@ class ChatView(QScrollArea):
             interval = min(MAX_RENDER_INTERVAL_MS, max(MIN_RENDER_INTERVAL_MS, int(cost_ms * 4)))
             self._render_timer.start(interval)
 
+    def append_text(self, message_id: int, text: str) -> None:
+        """New text of the answer being written, straight from its job (QtJob.text): shown
+        when that answer is the one on screen, rendered like stream_text."""
+        w = self._streaming
+        if w is None or w.message_id != message_id:
+            return
+        so_far = self._pending_text if self._pending_text is not None else w.content
+        self.stream_text(message_id, so_far + text)
+
     def set_streaming_note(self, text: str) -> None:
         if self._streaming is not None:
             self._streaming.set_note(text)
@@ -308,9 +314,8 @@ class ChatView(QScrollArea):
         w = self._anchor
         if w is None or w not in self._widgets:
             return
-        page = self.widget()
-        page.layout().activate()
-        top = w.mapTo(page, QPoint(0, 0)).y()
+        self._page_layout.activate()
+        top = w.mapTo(self._page, QPoint(0, 0)).y()
         bar = self.verticalScrollBar()
         bar.blockSignals(True)  # not the reader's scroll: keep following the anchor
         bar.setValue(max(bar.minimum(), min(bar.maximum(), top - HIT_MARGIN)))

@@ -13,6 +13,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.views.restyle import set_style_property
+
 MAX_LINES = 10
 
 
@@ -118,9 +120,7 @@ class Composer(QFrame):
 
     def _update_button(self) -> None:
         self.button.setText("Stop" if self._generating else "Send")
-        self.button.setProperty("stop", self._generating)
-        self.button.style().unpolish(self.button)
-        self.button.style().polish(self.button)
+        set_style_property(self.button, "stop", self._generating)
         has_text = bool(self.edit.toPlainText().strip())
         self.button.setEnabled(self._generating or (self._can_send and has_text))
 

@@ -21,15 +21,11 @@ from PySide6.QtWidgets import (
 )
 
 from app.bridge.units import format_duration, format_size
+from app.views.restyle import set_style_property
 
 MODEL_LABEL = "Mistral Nemo 12B"
 BITS_CHOICES = ((4, "4-bit, group 64 — 6.9 GB (recommended)"), (8, "8-bit — 13 GB, higher quality"))
 TOKEN_URL = "https://huggingface.co/settings/tokens"
-_STYLE = """
-#downloadMessage[error="true"] { color: #d70015; }
-#downloadDetail, #convertHint { color: palette(placeholder-text); font-size: 11px; }
-#convertToggle { border: none; color: palette(link); background: transparent; }
-"""
 
 
 def format_part(done: int, total: int) -> str:
@@ -58,7 +54,6 @@ class DownloadPanel(QWidget):
     def __init__(self, downloader: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("downloadPanel")
-        self.setStyleSheet(_STYLE)
         self.downloader = downloader
         self._converting = False  # which flow the last start was (Try Again repeats it)
         self._convert_open = False  # the convert options were asked for
@@ -277,7 +272,5 @@ class DownloadPanel(QWidget):
 
     def _show_message(self, text: str, error: bool = False) -> None:
         self.message.setText(text)
-        self.message.setProperty("error", error)
-        self.message.style().unpolish(self.message)
-        self.message.style().polish(self.message)
+        set_style_property(self.message, "error", error)
         self.message.setVisible(bool(text))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QEvent, Qt, QUrl, Signal
 from PySide6.QtGui import QGuiApplication
@@ -29,8 +29,12 @@ from app.markdown import (
     render_plain,
 )
 from app.views.copy_feedback import flash_copied
+from app.views.restyle import set_style_property
 from app.views.text_browser import SafeTextBrowser
 from app.views.theme import faint_text, is_dark
+
+if TYPE_CHECKING:
+    from app.store.records import Attachment
 
 DOCUMENT_ICON = "icons/document.svg"  # under resources/
 COLLAPSE_CHARS = 4000  # a pasted document shows its start until "Show all" is clicked
@@ -69,9 +73,9 @@ def format_stats(stats: dict[str, Any] | None, status: str) -> str:
     return " · ".join(parts)
 
 
-def _attachment_text(a: Any) -> str:
+def _attachment_text(a: Attachment) -> str:
     bits = [a.name]
-    count = a.count_label() if hasattr(a, "count_label") else None  # None: DOCX, TXT (no pages)
+    count = a.count_label()  # None: DOCX, TXT (no pages)
     if count:
         bits.append(count)
     if a.tokens:
@@ -79,7 +83,7 @@ def _attachment_text(a: Any) -> str:
     return " · ".join(bits)
 
 
-def attachment_line(attachments: Sequence[Any]) -> str:
+def attachment_line(attachments: Sequence[Attachment]) -> str:
     """The documents sent with a message, e.g. "report.pdf · 12 pages · 8,431 tokens"."""
     return "   ".join(_attachment_text(a) for a in attachments)
 
@@ -88,7 +92,7 @@ def document_icon_url() -> str:
     return QUrl.fromLocalFile(str(resources_dir() / DOCUMENT_ICON)).toString()
 
 
-def attachment_html(attachments: Sequence[Any], icon_url: str) -> str:
+def attachment_html(attachments: Sequence[Attachment], icon_url: str) -> str:
     """The same line, each document after a page icon: an SVG, so no emoji font is needed.
     The SVG is drawn at twice the size it is shown at, so it stays sharp on Retina screens."""
     icon = (
@@ -112,7 +116,7 @@ class MessageWidget(QWidget):
         status: str = "complete",
         stats: dict[str, Any] | None = None,
         error: str | None = None,
-        attachments: Sequence[Any] = (),
+        attachments: Sequence[Attachment] = (),
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -127,7 +131,7 @@ class MessageWidget(QWidget):
 
         self.bubble = QFrame()
         self.bubble.setObjectName("userBubble" if role == "user" else "answerBody")
-        bubble_layout = QVBoxLayout(self.bubble)
+        bubble_layout = self._bubble_layout = QVBoxLayout(self.bubble)
         pad = 10 if role == "user" else 0
         bubble_layout.setContentsMargins(pad + 2, pad // 2 + 2, pad + 2, pad // 2 + 2)
         bubble_layout.setSpacing(0)
@@ -174,7 +178,7 @@ class MessageWidget(QWidget):
             row.addStretch(1)
         row.addWidget(self.bubble, 0 if role == "user" else 1)
 
-        outer = QVBoxLayout(self)
+        outer = self._outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 6, 0, 2)
         outer.setSpacing(2)
         if attachments:  # the documents sent with this message, stored with it
@@ -210,7 +214,7 @@ class MessageWidget(QWidget):
 
     def _add_segment(self) -> SafeTextBrowser:
         browser = SafeTextBrowser(snug=self.role == "user")
-        self.bubble.layout().insertWidget(len(self.segments), browser)
+        self._bubble_layout.insertWidget(len(self.segments), browser)
         self.segments.append(browser)
         return browser
 
@@ -265,9 +269,7 @@ class MessageWidget(QWidget):
 
     def set_note(self, text: str, error: bool = False) -> None:
         self.note.setText(text)
-        self.note.setProperty("error", error)
-        self.note.style().unpolish(self.note)
-        self.note.style().polish(self.note)
+        set_style_property(self.note, "error", error)
         self.note.setVisible(bool(text))
 
     def set_status(
@@ -282,6 +284,10 @@ class MessageWidget(QWidget):
             self.set_note(error or "The answer failed.", error=True)
         elif not streaming:
             self.set_note("")
+
+    def add_below(self, widget: QWidget) -> None:
+        """A widget under the message, on the left (a summary's "Continue summary")."""
+        self._outer.addWidget(widget, 0, Qt.AlignmentFlag.AlignLeft)
 
     def set_regenerate_visible(self, visible: bool) -> None:
         self.regenerate_button.setVisible(visible and self.role == "assistant")
@@ -315,7 +321,7 @@ class MessageWidget(QWidget):
         if self._theme and self._theme_key() != self._theme:
             self._theme = self._theme_key()
             for browser in self.segments:
-                self._render(browser, browser.source)  # pyright: ignore[reportArgumentType] (our str attribute, not QTextBrowser.source())
+                self._render(browser, browser.markdown)
 
     # -- actions
 
@@ -342,9 +348,8 @@ class MessageWidget(QWidget):
         buttons.addStretch(1)
         buttons.addWidget(cancel)
         buttons.addWidget(save)
-        layout = self.bubble.layout()
-        layout.addWidget(self.editor)
-        layout.addLayout(buttons)
+        self._bubble_layout.addWidget(self.editor)
+        self._bubble_layout.addLayout(buttons)
         self._edit_buttons = (buttons, save, cancel)
         self.browser.setVisible(False)
         save.clicked.connect(self.submit_edit)
@@ -365,6 +370,6 @@ class MessageWidget(QWidget):
         buttons, save, cancel = self._edit_buttons
         for w in (self.editor, save, cancel):
             w.deleteLater()
-        self.bubble.layout().removeItem(buttons)
+        self._bubble_layout.removeItem(buttons)
         self.editor = None
         self.browser.setVisible(True)

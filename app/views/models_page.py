@@ -63,7 +63,6 @@ class ModelsPage(QWidget):
 
         title = QLabel("Models on disk")
         title.setObjectName("modelsTitle")
-        title.setStyleSheet("font-weight: 600;")
         self.tree = QTreeWidget()
         self.tree.setObjectName("modelsList")
         self.tree.setHeaderLabels(["Model", "Quantization", "Size", ""])
@@ -78,7 +77,6 @@ class ModelsPage(QWidget):
         self.path_label.setObjectName("modelPath")
         self.path_label.setWordWrap(True)
         self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.path_label.setStyleSheet("color: palette(placeholder-text); font-size: 11px;")
 
         self.use_button = QPushButton("Use This Model")
         self.reveal_button = QPushButton(REVEAL_LABEL)

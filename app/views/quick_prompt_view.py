@@ -14,7 +14,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QScrollArea,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -22,25 +21,14 @@ from PySide6.QtWidgets import (
 
 from app.markdown import document_css, render_markdown
 from app.views.copy_feedback import flash_copied
+from app.views.restyle import set_style_property
+from app.views.scroll import frameless_scroll_area
 from app.views.text_browser import SafeTextBrowser
 from app.views.theme import faint_text, is_dark
 
 PANEL_WIDTH = 480
 MAX_ANSWER_HEIGHT = 360  # then the answer scrolls
 SCREEN_MARGIN = 8
-
-STYLE = """
-#quickPromptCard { background: palette(window); border: 1px solid palette(mid);
-                   border-radius: 12px; }
-#quickPromptInput { background: transparent; border: none; font-size: 17px; padding: 4px 2px; }
-#quickPromptChip { background: palette(alternate-base); border-radius: 8px; padding: 2px 8px;
-                   font-size: 11px; }
-#quickPromptNote { color: palette(placeholder-text); font-size: 12px; }
-#quickPromptNote[error="true"] { color: #d70015; }
-#quickPromptStats { color: palette(placeholder-text); font-size: 11px; }
-#quickPromptAnswer, #quickPromptScroll { background: transparent; border: none; }
-#quickPromptRule { background: palette(midlight); max-height: 1px; border: none; }
-"""
 
 
 def panel_position(size: QSize, available: QRect, anchor: QRect | None = None) -> QPoint:
@@ -67,7 +55,6 @@ class QuickPromptView(QWidget):
         flags = Qt.WindowType
         self.setWindowFlags(flags.Tool | flags.FramelessWindowHint | flags.WindowStaysOnTopHint)
         self.setAttribute(Qt.WidgetAttribute.WA_TranslucentBackground)  # the card's round corners
-        self.setStyleSheet(STYLE)
         self.setFixedWidth(PANEL_WIDTH)
         self.anchor: QRect | None = None  # the menu-bar icon's geometry, when the platform tells
         self._build()
@@ -101,13 +88,8 @@ class QuickPromptView(QWidget):
 
         self.answer_view = SafeTextBrowser()
         self.answer_view.setObjectName("quickPromptAnswer")
-        self.scroll = QScrollArea()
-        self.scroll.setObjectName("quickPromptScroll")
-        self.scroll.setWidget(self.answer_view)
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.scroll.viewport().setAutoFillBackground(False)
+        self.scroll_area = frameless_scroll_area(self.answer_view, "quickPromptScroll")
+        self.scroll_area.viewport().setAutoFillBackground(False)
         self.answer_view.document().documentLayout().documentSizeChanged.connect(self._fit_answer)
 
         self.stats_label = QLabel()
@@ -132,7 +114,7 @@ class QuickPromptView(QWidget):
 
         self.card = QFrame()
         self.card.setObjectName("quickPromptCard")
-        card = QVBoxLayout(self.card)
+        card = self._card_layout = QVBoxLayout(self.card)
         card.setContentsMargins(14, 10, 14, 10)
         card.setSpacing(6)
         card.addLayout(top)
@@ -140,7 +122,7 @@ class QuickPromptView(QWidget):
         card.addWidget(self.rule)
         card.addWidget(self.footer)  # _dock_footer moves it to the edge that stays put
         card.addWidget(self.note)
-        card.addWidget(self.scroll)  # pyright: ignore[reportArgumentType] (a QScrollArea attribute)
+        card.addWidget(self.scroll_area)
         card.addWidget(self.stats_label)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -182,15 +164,18 @@ class QuickPromptView(QWidget):
         if screen is not None:
             available = screen.availableGeometry()
             anchor = self.anchor
-            grows_up = anchor is not None and not anchor.isEmpty()
-            grows_up = grows_up and anchor.center().y() >= available.center().y()
+            grows_up = (
+                anchor is not None
+                and not anchor.isEmpty()
+                and anchor.center().y() >= available.center().y()
+            )
             self._dock_footer(at_bottom=grows_up)
             self.move(panel_position(self.size(), available, self.anchor))
 
     def _dock_footer(self, at_bottom: bool) -> None:
         """The buttons sit on the panel's fixed edge (under the input when it grows downwards),
         so Stop stays under the pointer while the answer grows."""
-        card = self.card.layout()
+        card = self._card_layout
         card.removeWidget(self.footer)
         card.insertWidget(card.count() if at_bottom else card.indexOf(self.rule) + 1, self.footer)
 
@@ -223,14 +208,14 @@ class QuickPromptView(QWidget):
             faint_text(pal).name(),
         )
         self.answer_view.show_rendered(text, render_markdown(text, is_dark(pal)), css)
-        self.scroll.setVisible(bool(text))
+        self.scroll_area.setVisible(bool(text))
         if follow:
-            bar = self.scroll.verticalScrollBar()
+            bar = self.scroll_area.verticalScrollBar()
             QTimer.singleShot(0, lambda: bar.setValue(bar.maximum()))
 
     def _fit_answer(self) -> None:
         # Grow with the answer up to MAX_ANSWER_HEIGHT, then scroll; the panel grows along.
-        self.scroll.setFixedHeight(min(self.answer_view.height() + 4, MAX_ANSWER_HEIGHT))
+        self.scroll_area.setFixedHeight(min(self.answer_view.height() + 4, MAX_ANSWER_HEIGHT))
         if self.isVisible():
             self.card.updateGeometry()  # the card's new height counts now, not at the next event
             self.adjustSize()
@@ -240,6 +225,4 @@ class QuickPromptView(QWidget):
     def set_note(self, text: str, error: bool = False) -> None:
         self.note.setText(text)
         self.note.setVisible(bool(text))
-        self.note.setProperty("error", error)
-        self.note.style().unpolish(self.note)
-        self.note.style().polish(self.note)
+        set_style_property(self.note, "error", error)

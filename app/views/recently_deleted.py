@@ -23,6 +23,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.views.restyle import set_style_property
+
 ID_ROLE = Qt.ItemDataRole.UserRole
 
 
@@ -140,9 +142,7 @@ class RecentlyDeletedDialog(QDialog):
             item = self.list.item(i)
             label = self.list.itemWidget(item)
             if label is not None and label.property("selected") != item.isSelected():
-                label.setProperty("selected", item.isSelected())
-                label.style().unpolish(label)
-                label.style().polish(label)
+                set_style_property(label, "selected", item.isSelected())
 
     def _restore(self) -> None:
         ids = self.selected_ids()

@@ -14,7 +14,6 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -24,6 +23,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.views.copy_feedback import flash_copied
+from app.views.restyle import set_style_property
+from app.views.settings_section import SettingsSection
 
 LOOPBACK, ANY_ADDRESS = "127.0.0.1", "0.0.0.0"
 ApplyFn = Callable[[dict], "str | None"]
@@ -34,7 +35,7 @@ def base_url(host: str, port: int) -> str:
     return f"http://{LOOPBACK if host in (ANY_ADDRESS, '') else host}:{port}/v1"
 
 
-class ApiSettings(QGroupBox):
+class ApiSettings(SettingsSection):
     """Edits the api_* fields of ChatSettings; `values()` gives them back as keywords."""
 
     def __init__(
@@ -103,7 +104,7 @@ class ApiSettings(QGroupBox):
     def base_url(self) -> str:
         return base_url(self.host(), self.port.value())
 
-    def values(self) -> dict:
+    def values(self) -> dict[str, Any]:
         """Keyword arguments for ChatSettings."""
         return {
             "api_enabled": self.enabled.isChecked(),
@@ -152,6 +153,4 @@ class ApiSettings(QGroupBox):
 
     def _note(self, text: str, error: bool) -> None:
         self.status.setText(text)
-        self.status.setProperty("fits", not error)  # the note style's red
-        self.status.style().unpolish(self.status)
-        self.status.style().polish(self.status)
+        set_style_property(self.status, "fits", not error)  # the note style's red

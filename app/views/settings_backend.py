@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -24,6 +23,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.views.restyle import set_style_property
+from app.views.settings_section import SettingsSection
+
 SERVER_KINDS = "vLLM, Ollama, LM Studio, mlx_lm.server or another Nemo Chat"
 
 
@@ -31,7 +33,7 @@ def context_text(max_context: int | None) -> str:
     return f"{max_context // 1024}K context" if max_context else "context not reported"
 
 
-class BackendSettings(QGroupBox):
+class BackendSettings(SettingsSection):
     """Edits backend / server_* of ChatSettings; `values()` gives them back as keywords."""
 
     remoteChanged = Signal(str)  # "" when the model runs here, else "the server at …"
@@ -66,7 +68,9 @@ class BackendSettings(QGroupBox):
         self.model_combo = QComboBox()
         self.model_combo.setObjectName("serverModel")
         self.model_combo.setEditable(True)  # a model the list does not show can be typed
-        self.model_combo.lineEdit().setPlaceholderText("The server's first Nemo model")
+        line = self.model_combo.lineEdit()  # an editable combo always has one
+        if line is not None:
+            line.setPlaceholderText("The server's first Nemo model")
         if settings.server_model:
             self.model_combo.addItem(settings.server_model, context_limit)
         self.refresh_button = QPushButton("Refresh")
@@ -119,7 +123,7 @@ class BackendSettings(QGroupBox):
     def context_limit(self) -> int | None:
         return self.model_combo.currentData() if self.remote else None
 
-    def values(self) -> dict:
+    def values(self) -> dict[str, Any]:
         """Keyword arguments for ChatSettings."""
         return {
             "backend": "server" if self.remote else "local",
@@ -206,6 +210,4 @@ class BackendSettings(QGroupBox):
 
     @staticmethod
     def _set_error(label: QLabel, error: bool) -> None:
-        label.setProperty("fits", not error)  # the note style's red
-        label.style().unpolish(label)
-        label.style().polish(label)
+        set_style_property(label, "fits", not error)  # the note style's red

@@ -12,7 +12,6 @@ from typing import Any
 from PySide6.QtWidgets import (
     QCheckBox,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -22,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from app.bridge.units import format_size
 from app.settings import CACHE_DISK_GB_MAX
+from app.views.settings_section import SettingsSection
 
 MEMORY_ONLY = "Kept in memory only: nothing is written to disk."
 ABOUT = (
@@ -43,7 +43,7 @@ def usage_text(usage: Any) -> str:
     return text
 
 
-class CacheSettingsView(QGroupBox):
+class CacheSettingsView(SettingsSection):
     """Edits the cache_* fields of ChatSettings; `values()` gives them back as keywords."""
 
     def __init__(self, settings: Any, control: Any = None, parent: QWidget | None = None) -> None:
@@ -86,7 +86,7 @@ class CacheSettingsView(QGroupBox):
             control.changed.connect(self.show_usage)
         self.refresh()
 
-    def values(self) -> dict:
+    def values(self) -> dict[str, Any]:
         """Keyword arguments for ChatSettings."""
         return {"cache_enabled": self.enabled.isChecked(), "cache_disk_gb": self.budget.value()}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QGuiApplication, QShowEvent
@@ -14,13 +14,11 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
-    QScrollArea,
     QSlider,
     QSpinBox,
     QVBoxLayout,
@@ -30,6 +28,12 @@ from PySide6.QtWidgets import (
 from app.bridge.units import format_size
 from app.settings import KV_BITS_CHOICES, NUM_CTX_STEPS, ChatSettings
 from app.views.quick_prompt_settings import QuickPromptSettings
+from app.views.restyle import set_style_property
+from app.views.scroll import frameless_scroll_area
+from app.views.settings_section import SettingsSection
+
+if TYPE_CHECKING:
+    from app.views.models_page import ModelsPage
 
 KV_LABELS = {None: "Off", 8: "8-bit", 4: "4-bit"}  # "Off (fp32)" once the plan names the dtype
 MIN_WIDTH, MIN_HEIGHT = 560, 360  # fits an 800×600 screen; below the content's height it scrolls
@@ -82,7 +86,7 @@ class SettingsDialog(QDialog):
         self._plan_memory = plan_memory
         self.plan: Any = None  # the MemoryPlan behind the estimate shown
         self._initial = settings
-        self.sections: list[QWidget] = []  # groups with values() (add_section)
+        self.sections: list[SettingsSection] = []  # server, local API, caches (add_section)
         self.remote_location: str | None = None  # set when the model runs on a server
 
         self.model_edit = QLineEdit(settings.model_dir or "")
@@ -174,21 +178,16 @@ class SettingsDialog(QDialog):
         # Everything but the buttons scrolls: a form squeezed below its height overlaps its rows.
         self.content = QWidget()
         self.content.setObjectName("settingsContent")
-        content = QVBoxLayout(self.content)
+        content = self._content_layout = QVBoxLayout(self.content)
         content.setContentsMargins(0, 0, 0, 0)
         content.addLayout(form)
         self.quick_prompt = QuickPromptSettings(settings)
         content.addWidget(self.quick_prompt)
         content.addStretch(1)
-        self.scroll = QScrollArea()
-        self.scroll.setObjectName("settingsScroll")
-        self.scroll.setWidget(self.content)
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll_area = frameless_scroll_area(self.content, "settingsScroll")
         self.buttons = buttons
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.scroll, 1)  # pyright: ignore[reportArgumentType] (a QScrollArea attribute)
+        layout = self._layout = QVBoxLayout(self)
+        layout.addWidget(self.scroll_area, 1)
         layout.addSpacing(6)
         layout.addWidget(buttons)
 
@@ -208,8 +207,8 @@ class SettingsDialog(QDialog):
 
     def default_size(self) -> QSize:
         """All settings visible without scrolling, as far as the screen allows."""
-        margins = self.layout().contentsMargins()
-        bar = self.scroll.verticalScrollBar().sizeHint().width()
+        margins = self._layout.contentsMargins()
+        bar = self.scroll_area.verticalScrollBar().sizeHint().width()
         self.content.ensurePolished()
         hint = self.content.sizeHint()
         width = max(MIN_WIDTH, hint.width() + bar + margins.left() + margins.right())
@@ -218,7 +217,7 @@ class SettingsDialog(QDialog):
         height = (
             max(hint.height(), self.content.heightForWidth(inner))
             + 6
-            + self.layout().spacing() * 2
+            + self._layout.spacing() * 2
             + self.buttons.sizeHint().height()
         )
         height += margins.top() + margins.bottom()
@@ -269,11 +268,9 @@ class SettingsDialog(QDialog):
             self.estimate_label.setText(
                 f"The model runs on {self.remote_location}: it uses no memory here."
             )
-            self.estimate_label.setProperty("fits", True)
+            set_style_property(self.estimate_label, "fits", True)
             self.ok_button.setEnabled(True)
             self.ok_button.setToolTip("")
-            self.estimate_label.style().unpolish(self.estimate_label)
-            self.estimate_label.style().polish(self.estimate_label)
             return
         if self._plan_memory is not None:
             try:
@@ -285,39 +282,36 @@ class SettingsDialog(QDialog):
         self.plan = plan
         if plan is None and self._plan_memory is not None and reason:
             self.estimate_label.setText(f"Memory estimate unavailable: {reason}.")
-            self.estimate_label.setProperty("fits", True)
+            set_style_property(self.estimate_label, "fits", True)
         elif plan is None:
             self.estimate_label.setText("Memory estimate unavailable.")
-            self.estimate_label.setProperty("fits", True)
+            set_style_property(self.estimate_label, "fits", True)
         else:
             text = format_plan(plan)
             if not plan.fits:
                 text = f"⚠ Too large for the memory available: {text}"
             self.estimate_label.setText(text)
-            self.estimate_label.setProperty("fits", bool(plan.fits))
+            set_style_property(self.estimate_label, "fits", bool(plan.fits))
         # The engine refuses a context that does not fit; do not offer to apply one.
         fits = not rejected and (plan is None or bool(plan.fits))
         self.ok_button.setEnabled(fits)
         self.ok_button.setToolTip("" if fits else "Choose a shorter context or a smaller cache.")
-        self.estimate_label.style().unpolish(self.estimate_label)
-        self.estimate_label.style().polish(self.estimate_label)
 
-    def add_models_page(self, page: QWidget) -> None:
+    def add_models_page(self, page: ModelsPage) -> None:
         """app.views.models_page above the buttons; "Use This Model" picks it and applies."""
-        content = self.content.layout()
+        content = self._content_layout
         content.insertWidget(content.count() - 1, page)  # above the closing stretch
         page.useRequested.connect(lambda path: (self.model_edit.setText(path), self.accept()))
         self.models_page = page
         self.resize(self.default_size())
 
-    def add_section(self, section: QWidget, first: bool = False) -> None:
+    def add_section(self, section: SettingsSection, first: bool = False) -> None:
         """A settings group with values() (app.views.settings_backend, settings_api): at the
         top or above the closing stretch; its attach(dialog), if any, wires it to the rest."""
-        content = self.content.layout()
+        content = self._content_layout
         content.insertWidget(0 if first else content.count() - 1, section)
         self.sections.append(section)
-        if hasattr(section, "attach"):
-            section.attach(self)
+        section.attach(self)
         self.resize(self.default_size())
 
     def set_remote(self, location: str | None) -> None:
@@ -335,7 +329,7 @@ class SettingsDialog(QDialog):
     def accept(self) -> None:
         """Sections that act at once (the local API) commit first; a failure keeps it open."""
         for section in self.sections:
-            if hasattr(section, "commit") and not section.commit():
+            if not section.commit():
                 return
         super().accept()
 

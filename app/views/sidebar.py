@@ -23,6 +23,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.views.restyle import set_style_property
+
 CONVERSATION_ROLE = Qt.ItemDataRole.UserRole
 MESSAGE_ROLE = Qt.ItemDataRole.UserRole + 1
 SEARCH_DELAY_MS = 150
@@ -168,7 +170,7 @@ class Sidebar(QFrame):
         """Highlights the row without emitting conversationSelected."""
         self._filling = True
         try:
-            self.list.setCurrentItem(None)
+            self.list.setCurrentRow(-1)  # what setCurrentItem(None) does
             for i in range(self.list.count()):
                 item = self.list.item(i)
                 if item.data(CONVERSATION_ROLE) == conversation_id:
@@ -192,9 +194,7 @@ class Sidebar(QFrame):
         for item, selected in ((previous, False), (current, True)):
             label = self.list.itemWidget(item) if item is not None else None
             if label is not None:  # search hits: the label follows the selection colours
-                label.setProperty("selected", selected)
-                label.style().unpolish(label)
-                label.style().polish(label)
+                set_style_property(label, "selected", selected)
         if self._filling or current is None:
             return
         self.conversationSelected.emit(current.data(CONVERSATION_ROLE), current.data(MESSAGE_ROLE))
@@ -232,7 +232,7 @@ class _FitWidthDelegate(QStyledItemDelegate):
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
         hint = super().sizeHint(option, index)
         view = self.parent()
-        width = view.viewport().width() if view is not None else hint.width()
+        width = view.viewport().width() if isinstance(view, QAbstractItemView) else hint.width()
         return QSize(min(hint.width(), width), hint.height())
 
 

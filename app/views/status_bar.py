@@ -5,6 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
 
+from app.views.restyle import set_style_property
+
 STATE_TEXT = {
     "none": "No model loaded",
     "loading": "Loading model…",
@@ -61,9 +63,7 @@ class ChatStatusBar(QStatusBar):
 
     def _set_state_property(self, value: str) -> None:
         for w in (self.dot, self.state_label):
-            w.setProperty("state", value)
-            w.style().unpolish(w)
-            w.style().polish(w)
+            set_style_property(w, "state", value)
 
     def set_state(self, state: str, detail: str = "") -> None:
         """state: none | loading | ready | generating | error (the controller's states)."""
@@ -109,9 +109,7 @@ class ChatStatusBar(QStatusBar):
         self.context_meter.setValue(min(used, num_ctx))
         self.context_label.setText(f"{used:,} / {num_ctx:,} tokens")
         share = used / num_ctx
-        self.context_meter.setProperty("level", "high" if share > 0.9 else "normal")
-        self.context_meter.style().unpolish(self.context_meter)
-        self.context_meter.style().polish(self.context_meter)
+        set_style_property(self.context_meter, "level", "high" if share > 0.9 else "normal")
         tip = f"Context used: {share:.0%} of {num_ctx:,} tokens"
         if left_out:
             noun = "message is" if left_out == 1 else "messages are"

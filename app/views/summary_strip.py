@@ -27,23 +27,6 @@ STATE_NAMES = {PENDING: "not read yet", READING: "reading", DONE: "done", FAILED
 DONE_COLOUR, FAILED_COLOUR = QColor("#30a14e"), QColor("#d70015")
 CELL_MAX, CELL_GAP, CELL_HEIGHT = 18, 2, 10  # px; many parts shrink the cells, never wrap
 
-STYLE = """
-#summaryStrip {
-    background: palette(alternate-base);
-    border: 1px solid palette(midlight);
-    border-radius: 9px;
-}
-#summaryStripTitle { font-weight: 600; }
-#summaryStripDetail { color: palette(placeholder-text); font-size: 11px; }
-QProgressBar#summaryProgress {
-    border: none;
-    border-radius: 3px;
-    background: palette(midlight);
-    max-height: 6px;
-}
-QProgressBar#summaryProgress::chunk { border-radius: 3px; background: palette(highlight); }
-"""
-
 
 class PartCells(QWidget):
     """One small cell per part, coloured by state; hover for its pages."""
@@ -96,7 +79,7 @@ class PartCells(QWidget):
 
     def event(self, event: QEvent) -> bool:
         if event.type() == QEvent.Type.ToolTip and isinstance(event, QHelpEvent):
-            i = self.index_at(event.position().x() if hasattr(event, "position") else event.x())
+            i = self.index_at(event.x())
             if i is None:
                 QToolTip.hideText()
             else:
@@ -116,7 +99,6 @@ class SummaryStrip(QFrame):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("summaryStrip")
-        self.setStyleSheet(STYLE)
         self.title = QLabel()
         self.title.setObjectName("summaryStripTitle")
         self.detail = QLabel()

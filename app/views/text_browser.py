@@ -39,11 +39,11 @@ class SafeTextBrowser(QTextBrowser):
         self.document().documentLayout().documentSizeChanged.connect(self._fit_height)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.DefaultContextMenu)
         self._natural_width = 200
-        self.source = ""  # the Markdown (or plain text) shown here
+        self.markdown = ""  # the Markdown (or plain text) shown here (source() is Qt's URL)
         self.rendered = Rendered("", ())
 
     def show_rendered(self, source: str, rendered: Rendered, css: str) -> None:
-        self.source, self.rendered = source, rendered
+        self.markdown, self.rendered = source, rendered
         self.document().setDefaultStyleSheet(css)
         self.setHtml(rendered.html)
         if self._snug:

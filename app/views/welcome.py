@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from app.views.restyle import set_style_property
+
+if TYPE_CHECKING:
+    from app.views.download_panel import DownloadPanel
 
 REQUIREMENTS = (
     "A Mac with Apple Silicon (M1 or newer)",
@@ -45,7 +52,8 @@ class WelcomeView(QWidget):
         later = QLabel("Downloading the model from inside the app is coming in a later version.")
         later.setObjectName("welcomeFootnote")
         later.setWordWrap(True)
-        self._footnote, self.download_panel = later, None
+        self._footnote = later
+        self.download_panel: DownloadPanel | None = None
         self._needs, self._subtitle = needs, subtitle
         self.remote_note = QLabel()  # set_remote: no download is needed for a server
         self.remote_note.setObjectName("welcomeText")
@@ -88,9 +96,7 @@ class WelcomeView(QWidget):
     def set_status(self, text: str, error: bool = False) -> None:
         """Loading progress or why the last model folder failed (names the folder)."""
         self.status.setText(text)
-        self.status.setProperty("error", error)
-        self.status.style().unpolish(self.status)
-        self.status.style().polish(self.status)
+        set_style_property(self.status, "error", error)
         self.status.setVisible(bool(text))
 
     def set_loading(self, loading: bool) -> None:
@@ -98,7 +104,7 @@ class WelcomeView(QWidget):
         if self.download_panel is not None:
             self.download_panel.set_loading(loading)
 
-    def set_download_panel(self, panel: QWidget) -> None:
+    def set_download_panel(self, panel: DownloadPanel) -> None:
         """app.views.download_panel: Download/Resume and "Use a folder I already have"."""
         self.download_panel = panel
         self._panel_slot.addWidget(panel)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import platformdirs
 
-from engine.cache_store import APP_NAME, CacheSettings
+from engine.cache_settings import APP_NAME, CacheSettings
 
 HISTORY_FOLDER = "conversations"
 
@@ -53,7 +53,7 @@ def save_history(path: Path, name: str, messages: list[dict[str, str]]) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from engine.backend import ChatRequest, GenerationOptions, messages_of
-    from engine.cli.main import _print_events, _sampling
+    from engine.cli.terminal import print_events, sampling_from_args
     from engine.local_backend import LocalBackend
 
     name = args.conversation
@@ -65,7 +65,9 @@ def run(args: argparse.Namespace) -> None:
         backend = backend_from_args(args)
     else:
         backend = LocalBackend.load(args.model, caches=cache_settings(args))
-    options = GenerationOptions(_sampling(args), num_ctx=args.num_ctx, kv_bits=args.kv_bits)
+    options = GenerationOptions(
+        sampling_from_args(args), num_ctx=args.num_ctx, kv_bits=args.kv_bits
+    )
     system = [{"role": "system", "content": args.system}] if args.system else []
     print(
         f"Nemo chat {name!r} ({len(history)} messages so far) — an empty line or Ctrl+D quits, "
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> None:
             cancel = threading.Event()
             events = backend.chat(request, cancel)
             try:
-                answer = _print_events(events, cancel)
+                answer = print_events(events, cancel)
             finally:
                 events.close()
             history.append({"role": "assistant", "content": answer})

@@ -17,9 +17,6 @@ from engine.remote.errors import RemoteError
 from engine.session import ContextOverflow
 from engine.tokenizer import TokenizerError
 
-# chat_conversation still imports these two from here; it moves to engine.cli.terminal next.
-_sampling, _print_events = sampling_from_args, print_events
-
 
 def cmd_generate(args: argparse.Namespace) -> None:
     from engine.backend import ChatRequest, GenerationOptions, messages_of

@@ -7,19 +7,12 @@ coverage as summaries (engine.docs.summarize), with question prompts.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Unpack
 
-from engine.docs.batch import BatchFn
 from engine.docs.extract import Document, Page
-from engine.docs.summarize import (
-    DEFAULT_MAX_TOKENS,
-    DEFAULT_PART_CAP,
-    FinishedPart,
-    GenerateFn,
-    summarize,
-)
+from engine.docs.summarize import GenerateFn, SummaryOptions, summarize
 from engine.tokenizer import TekkenTokenizer
 
 NOTHING = "NOTHING RELEVANT"  # what a part with nothing on the question answers
@@ -81,31 +74,12 @@ def ask(
     generate_fn: GenerateFn,
     tokenizer: TekkenTokenizer,
     num_ctx: int,
-    *,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    cancel: threading.Event | None = None,
-    part_max_tokens: int | None = None,
-    part_cap: int = DEFAULT_PART_CAP,
-    batch_fn: BatchFn | None = None,
-    batch_size: int | None = None,
-    finished: Sequence[FinishedPart] = (),
+    **options: Unpack[SummaryOptions],
 ):
     """The events of engine.docs.summarize.run_plan, answering `question` over every part.
     PartDone.relevant says whether a part had anything; the answer ends with its coverage and
     "Nothing relevant in: pages …"."""
     if not question.strip():
         raise ValueError("the question is empty")
-    return summarize(
-        doc,
-        generate_fn,
-        tokenizer,
-        num_ctx,
-        max_tokens=max_tokens,
-        cancel=cancel,
-        part_max_tokens=part_max_tokens,
-        part_cap=part_cap,
-        batch_fn=batch_fn,
-        batch_size=batch_size,
-        finished=finished,
-        prompts=AskPrompts(question.strip()),
-    )
+    prompts = AskPrompts(question.strip())
+    return summarize(doc, generate_fn, tokenizer, num_ctx, prompts=prompts, **options)

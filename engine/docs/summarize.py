@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 from engine.docs.batch import BatchFn
 from engine.docs.coverage import Coverage
@@ -67,6 +67,7 @@ __all__ = [
     "Plan",
     "SummaryBudgetError",
     "SummaryDone",
+    "SummaryOptions",
     "SummaryEvent",
     "SummaryPlan",
     "SummaryStats",
@@ -104,6 +105,18 @@ def run_plan(
     ).events()
 
 
+class SummaryOptions(TypedDict, total=False):
+    """The keyword options that summarize() and ask() share, each optional."""
+
+    max_tokens: int  # the answer's length; DEFAULT_MAX_TOKENS
+    cancel: threading.Event | None
+    part_max_tokens: int | None  # a part summary's length; None: the plan's choice
+    part_cap: int  # prompt tokens a part may use; DEFAULT_PART_CAP
+    batch_fn: BatchFn | None
+    batch_size: int | None
+    finished: Sequence[FinishedPart]
+
+
 def summarize(
     doc: Document | str | Sequence[Page] | Sequence[Document | str],
     generate_fn: GenerateFn,
@@ -111,14 +124,8 @@ def summarize(
     num_ctx: int,
     *,
     instruction: str | None = None,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    cancel: threading.Event | None = None,
-    part_max_tokens: int | None = None,
-    part_cap: int = DEFAULT_PART_CAP,
-    batch_fn: BatchFn | None = None,
-    batch_size: int | None = None,
-    finished: Sequence[FinishedPart] = (),
     prompts: Prompts | None = None,
+    **options: Unpack[SummaryOptions],
 ):
     """Plan (several documents: a list of them) and run; see run_plan for the events.
 
@@ -130,20 +137,20 @@ def summarize(
         doc,
         tokenizer,
         num_ctx,
-        max_tokens,
+        options.get("max_tokens", DEFAULT_MAX_TOKENS),
         instruction,
-        part_max_tokens=part_max_tokens,
-        part_cap=part_cap,
+        part_max_tokens=options.get("part_max_tokens"),
+        part_cap=options.get("part_cap", DEFAULT_PART_CAP),
         prompts=prompts,
     )
     return run_plan(
         plan,
         generate_fn,
         tokenizer,
-        cancel=cancel,
-        batch_fn=batch_fn,
-        batch_size=batch_size,
-        finished=finished,
+        cancel=options.get("cancel"),
+        batch_fn=options.get("batch_fn"),
+        batch_size=options.get("batch_size"),
+        finished=options.get("finished", ()),
     )
 
 

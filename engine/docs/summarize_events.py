@@ -8,9 +8,12 @@ the answer as TextChunks with its PrefillProgress, and one SummaryDone last.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from engine.docs.coverage import Coverage
 from engine.events import GenerationStats, PrefillProgress, TextChunk
+
+if TYPE_CHECKING:  # coverage imports the planner and every reader: the app's window needs neither
+    from engine.docs.coverage import Coverage
 
 
 @dataclass(frozen=True)

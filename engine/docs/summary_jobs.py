@@ -21,6 +21,7 @@ from engine.docs.summarize import (
     DEFAULT_PART_CAP,
     FinishedPart,
     SummaryDone,
+    SummaryOptions,
     summarize,
 )
 from engine.events import GenerationStats
@@ -71,7 +72,7 @@ def events_for(
     docs = request.documents[0] if len(request.documents) == 1 else list(request.documents)
     make_batch = getattr(backend, "batch_generate_fn", None)  # local backend only
     batch_fn = make_batch(request.options) if request.batched and make_batch else None
-    common: dict[str, Any] = dict(
+    common = SummaryOptions(
         max_tokens=request.max_tokens,
         cancel=cancel,
         part_cap=request.part_cap,
@@ -93,23 +94,8 @@ def run_job(
     service: EngineService, request: SummaryRequest | AskRequest, job: Job
 ) -> GenerationStats:
     """The job's body on the engine thread: every event to the job; the run's stats."""
-    backend = service.backend
-    events = events_for(backend, request, job.cancel)
-    done = None
-    try:
-        for event in events:
-            if isinstance(event, SummaryDone):
-                done = event
-            job.emit(event)
-    except BaseException:
-        recover = getattr(backend, "recover", None)
-        if recover is not None:
-            recover()
-        raise
-    finally:
-        close = getattr(events, "close", None)
-        if close is not None:
-            close()  # here, on the engine thread
+    events = events_for(service.backend, request, job.cancel)
+    done = service.forward(job, events, SummaryDone)
     if done is None:
         raise RuntimeError("the summary ended without its result")
     return done.generation_stats()

@@ -16,17 +16,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.types import Send
 
 from engine.backend import Message, ModelInfo
-from engine.events import Finished, GenerationStats, TextChunk
-from engine.jobs import JobDone, JobFailed
+from engine.events import GenerationStats
 from engine.sampling import SamplingSettings
 from engine.serve.bridge import JobStream
-from engine.serve.errors import ApiError, error_of_failure
-from engine.serve.exchange import JobResponse, dumps, read_json, send_error, send_json, start, write
+from engine.serve.errors import ApiError, Dialect
+from engine.serve.exchange import JobAnswer, JobResponse, dumps, read_json
 from engine.serve.naming import parameter_size, quant_tag
-from engine.serve.params import chat_messages, number, stop_strings
+from engine.serve.params import chat_messages, number, sampling_of
 from engine.serve.state import ApiState
 from engine.serve.work import ApiGeneration
 
@@ -141,20 +139,13 @@ def _spec(state: ApiState, data: dict[str, Any], **what: Any) -> ApiGeneration:
     options = data.get("options") or {}
     if not isinstance(options, dict):
         raise ApiError(400, "options must be an object")
-    base, cfg = SamplingSettings(), state.config
-    temperature = number(options, "temperature", 0, 2)
-    top_p = number(options, "top_p", 0, 1)
+    cfg = state.config
     predict = number(options, "num_predict", -2, 10**7, integer=True)
     num_ctx = number(options, "num_ctx", 256, 1 << 20, integer=True)
     repeat = number(options, "repeat_penalty", 0, 10)
-    sampling = SamplingSettings(
-        temperature=base.temperature if temperature is None else float(temperature),
-        top_p=base.top_p if not top_p else float(top_p),
-        seed=number(options, "seed", -(2**63), 2**63 - 1, integer=True),
-        stop=stop_strings(options.get("stop")),
+    sampling = replace(
+        sampling_of(options, 2**63 - 1),
         repetition_penalty=None if not repeat or repeat == 1 else float(repeat),
-        presence_penalty=number(options, "presence_penalty", -2, 2),
-        frequency_penalty=number(options, "frequency_penalty", -2, 2),
     )
     if sampling.seed is not None and sampling.seed < 0:  # Ollama's -1: no seed
         sampling = replace(sampling, seed=None)
@@ -181,11 +172,17 @@ def _counters(stats: GenerationStats, began: float) -> dict[str, Any]:
     }
 
 
-class _Answer:
-    """Writes one job's answer; `piece(text)` is the body of one object (message or response)."""
+class _Answer(JobAnswer):
+    """One job's answer as Ollama objects; `piece(text)` is the body of one (message or
+    response), NDJSON when streamed."""
+
+    dialect: Dialect = "ollama"
+    content_type = NDJSON
+    end = b""
 
     def __init__(self, stream: JobStream, spec: ApiGeneration, model: str, chat: bool):
-        self.stream, self.spec, self.model, self.chat = stream, spec, model, chat
+        super().__init__(stream, spec.max_tokens)
+        self.model, self.chat = model, chat
         self.began = time.perf_counter()
 
     def piece(self, text: str) -> dict[str, Any]:
@@ -196,47 +193,24 @@ class _Answer:
     def head(self, done: bool) -> dict[str, Any]:
         return {"model": self.model, "created_at": _now(), "done": done}
 
-    async def whole(self, send: Send) -> None:
-        failure = await self.stream.opening()
-        if failure is not None:
-            return await send_error(send, error_of_failure(failure, self.spec.max_tokens), "ollama")
-        text, stats, failed = [], None, None
-        async for event in self.stream.events():
-            if isinstance(event, TextChunk):
-                text.append(event.text)
-            elif isinstance(event, Finished):
-                stats = event.stats
-            elif isinstance(event, JobFailed):
-                failed = event
-        if failed is not None or stats is None:
-            error = error_of_failure(failed) if failed else ApiError(503, "The answer was stopped.")
-            return await send_error(send, error, "ollama")
-        body = {**self.head(True), **self.piece("".join(text)), **_counters(stats, self.began)}
-        await send_json(send, 200, body)
+    def frame(self, data: dict[str, Any]) -> bytes:
+        return dumps(data) + b"\n"
 
-    async def streamed(self, send: Send) -> None:
-        failure = await self.stream.opening()
-        if failure is not None:
-            return await send_error(send, error_of_failure(failure, self.spec.max_tokens), "ollama")
-        await start(send, 200, NDJSON)
-        async for e in self.stream.events():
-            line: dict[str, Any] | None = None
-            if isinstance(e, TextChunk):
-                line = {**self.head(False), **self.piece(e.text)}
-            elif isinstance(e, Finished):
-                line = {**self.head(True), **self.piece(""), **_counters(e.stats, self.began)}
-            elif isinstance(e, JobFailed):
-                line = error_of_failure(e).body("ollama")
-            elif isinstance(e, JobDone) and e.result is None:
-                line = {**self.head(True), **self.piece(""), "done_reason": "stop"}
-            if line is not None:
-                await write(send, dumps(line) + b"\n")
-        await write(send, b"", more=False)
+    def on_text(self, text: str) -> list[dict[str, Any]]:
+        return [{**self.head(False), **self.piece(text)}]
+
+    def on_finished(self, stats: GenerationStats) -> list[dict[str, Any]]:
+        return [self.body_of("", stats)]
+
+    def on_stopped(self) -> list[dict[str, Any]]:
+        return [{**self.head(True), **self.piece(""), "done_reason": "stop"}]
+
+    def body_of(self, text: str, stats: GenerationStats) -> dict[str, Any]:
+        return {**self.head(True), **self.piece(text), **_counters(stats, self.began)}
 
 
 def _respond(answer: _Answer, data: dict[str, Any]) -> JobResponse:
-    stream = data.get("stream", True) is not False
-    return JobResponse(answer.stream, answer.streamed if stream else answer.whole)
+    return answer.response(streamed=data.get("stream", True) is not False)
 
 
 async def chat(request: Request) -> JobResponse | JSONResponse:

@@ -15,15 +15,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.types import Send
 
-from engine.events import Finished, GenerationStats, TextChunk
-from engine.jobs import JobDone, JobFailed
+from engine.events import GenerationStats
 from engine.sampling import SamplingSettings
 from engine.serve.bridge import JobStream
-from engine.serve.errors import ApiError, error_of_failure
-from engine.serve.exchange import JobResponse, dumps, read_json, send_error, send_json, start, write
-from engine.serve.params import chat_messages, number, stop_strings, text_of
+from engine.serve.errors import ApiError, Dialect
+from engine.serve.exchange import JobAnswer, JobResponse, dumps, read_json
+from engine.serve.params import chat_messages, number, sampling_of, text_of
 from engine.serve.state import ApiState
 from engine.serve.work import ApiGeneration
 
@@ -64,18 +62,9 @@ def _sampling(data: dict[str, Any]) -> tuple[SamplingSettings, int | None]:
     max_tokens = number(data, "max_completion_tokens", 1, 10**7, integer=True)
     if max_tokens is None:
         max_tokens = number(data, "max_tokens", 1, 10**7, integer=True)
-    base = SamplingSettings()
-    temperature = number(data, "temperature", 0, 2)
-    top_p = number(data, "top_p", 0, 1)
-    settings = SamplingSettings(
-        temperature=base.temperature if temperature is None else float(temperature),
-        top_p=base.top_p if not top_p else float(top_p),
-        seed=number(data, "seed", -(2**63), 2**64 - 1, integer=True),
-        stop=stop_strings(data.get("stop")),
-        presence_penalty=number(data, "presence_penalty", -2, 2),
-        frequency_penalty=number(data, "frequency_penalty", -2, 2),
-        repetition_penalty=number(data, "repetition_penalty", 0.01, 10),  # mlx-lm's extension
-    )
+    settings = sampling_of(data, 2**64 - 1)
+    repetition = number(data, "repetition_penalty", 0.01, 10)  # mlx-lm's extension
+    settings = replace(settings, repetition_penalty=repetition)
     if settings.seed is not None:  # mx.random.seed takes an unsigned 64-bit value
         settings = replace(settings, seed=settings.seed % 2**64)
     return settings, max_tokens
@@ -107,9 +96,14 @@ def _spec(state: ApiState, data: dict[str, Any], **what: Any) -> ApiGeneration:
     )
 
 
-class _Answer:
-    """Writes one job's answer in OpenAI's shape: `piece(text, reason)` is one choice of a chunk
-    (delta or text), `whole(text, reason)` the choice of a non-streamed answer."""
+class _Answer(JobAnswer):
+    """One job's answer in OpenAI's shape: `piece(text, reason)` is one choice of a chunk
+    (delta or text), `whole(text, reason)` the choice of a non-streamed answer; streamed as
+    server-sent events."""
+
+    dialect: Dialect = "openai"
+    content_type = "text/event-stream; charset=utf-8"
+    end = b"data: [DONE]\n\n"
 
     def __init__(
         self,
@@ -120,58 +114,38 @@ class _Answer:
         whole: Callable[[str, str], dict[str, Any]],
         chunk_object: str,
     ):
-        self.stream, self.spec, self.base = stream, spec, base
-        self.piece, self.whole, self.chunk_object = piece, whole, chunk_object
+        super().__init__(stream, spec.max_tokens)
+        self.base, self.piece, self.whole = base, piece, whole
+        self.chunk_object = chunk_object
+        self.include_usage = False
 
-    async def whole_answer(self, send: Send) -> None:
-        failure = await self.stream.opening()
-        if failure is not None:
-            return await send_error(send, error_of_failure(failure, self.spec.max_tokens), "openai")
-        text, stats, failed = [], None, None
-        async for event in self.stream.events():
-            if isinstance(event, TextChunk):
-                text.append(event.text)
-            elif isinstance(event, Finished):
-                stats = event.stats
-            elif isinstance(event, JobFailed):
-                failed = event
-        if failed is not None or stats is None:
-            error = error_of_failure(failed) if failed else ApiError(503, "The answer was stopped.")
-            return await send_error(send, error, "openai")
-        body = {
-            **self.base,
-            "choices": [self.whole("".join(text), _finish_reason(stats))],
-            "usage": _usage(stats),
-        }
-        await send_json(send, 200, body)
-
-    async def streamed(self, send: Send, include_usage: bool) -> None:
-        failure = await self.stream.opening()
-        if failure is not None:
-            return await send_error(send, error_of_failure(failure, self.spec.max_tokens), "openai")
-        await start(send, 200, "text/event-stream; charset=utf-8")
+    def chunk(self, choice: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
         head = {**self.base, "object": self.chunk_object}
-        if include_usage:
+        if self.include_usage:
             head["usage"] = None
+        return {**head, "choices": [choice] if choice else [], **extra}
 
-        async def event(choice: dict[str, Any] | None, **extra: Any) -> None:
-            data = {**head, "choices": [choice] if choice else [], **extra}
-            await write(send, b"data: " + dumps(data) + b"\n\n")
+    def frame(self, data: dict[str, Any]) -> bytes:
+        return b"data: " + dumps(data) + b"\n\n"
 
-        await event(self.piece("", None))  # the role comes first, as OpenAI sends it
-        async for e in self.stream.events():
-            if isinstance(e, TextChunk):
-                await event(self.piece(e.text, None))
-            elif isinstance(e, Finished):
-                await event(self.piece(None, _finish_reason(e.stats)))
-                if include_usage:
-                    await event(None, usage=_usage(e.stats))
-            elif isinstance(e, JobFailed):
-                err = error_of_failure(e).body("openai")
-                await write(send, b"data: " + dumps(err) + b"\n\n")
-            elif isinstance(e, JobDone) and e.result is None:
-                await event(self.piece(None, "stop"))  # stopped before it started (shutdown)
-        await write(send, b"data: [DONE]\n\n", more=False)
+    def on_open(self) -> list[dict[str, Any]]:
+        return [self.chunk(self.piece("", None))]  # the role comes first, as OpenAI sends it
+
+    def on_text(self, text: str) -> list[dict[str, Any]]:
+        return [self.chunk(self.piece(text, None))]
+
+    def on_finished(self, stats: GenerationStats) -> list[dict[str, Any]]:
+        chunks = [self.chunk(self.piece(None, _finish_reason(stats)))]
+        if self.include_usage:
+            chunks.append(self.chunk(None, usage=_usage(stats)))
+        return chunks
+
+    def on_stopped(self) -> list[dict[str, Any]]:
+        return [self.chunk(self.piece(None, "stop"))]  # stopped before it started (shutdown)
+
+    def body_of(self, text: str, stats: GenerationStats) -> dict[str, Any]:
+        choice = self.whole(text, _finish_reason(stats))
+        return {**self.base, "choices": [choice], "usage": _usage(stats)}
 
 
 async def chat_completions(request: Request) -> JobResponse:
@@ -232,11 +206,9 @@ async def completions(request: Request) -> JobResponse:
 
 
 def _respond(answer: _Answer, data: dict[str, Any]) -> JobResponse:
-    if not data.get("stream"):
-        return JobResponse(answer.stream, answer.whole_answer)
     options = data.get("stream_options") or {}
-    include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
-    return JobResponse(answer.stream, lambda send: answer.streamed(send, include_usage))
+    answer.include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
+    return answer.response(streamed=bool(data.get("stream")))
 
 
 def routes() -> list[Route]:

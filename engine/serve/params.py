@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal, overload
 
 from engine.backend import Message
+from engine.sampling import SamplingSettings
 from engine.serve.errors import ApiError
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
@@ -40,6 +41,22 @@ def stop_strings(value: Any, key: str = "stop") -> tuple[str, ...]:
     if isinstance(value, list) and all(isinstance(s, str) for s in value) and len(value) <= 16:
         return tuple(s for s in value if s)
     raise ApiError(400, f"{key} must be a string or a list of up to 16 strings", param=key)
+
+
+def sampling_of(fields: dict[str, Any], seed_max: int) -> SamplingSettings:
+    """The sampling fields both dialects name alike (OpenAI's body, Ollama's options); unset
+    ones keep SamplingSettings' defaults, a top_p of 0 too."""
+    base = SamplingSettings()
+    temperature = number(fields, "temperature", 0, 2)
+    top_p = number(fields, "top_p", 0, 1)
+    return SamplingSettings(
+        temperature=base.temperature if temperature is None else float(temperature),
+        top_p=base.top_p if not top_p else float(top_p),
+        seed=number(fields, "seed", -(2**63), seed_max, integer=True),
+        stop=stop_strings(fields.get("stop")),
+        presence_penalty=number(fields, "presence_penalty", -2, 2),
+        frequency_penalty=number(fields, "frequency_penalty", -2, 2),
+    )
 
 
 def text_of(content: Any, where: str) -> str:

@@ -303,7 +303,7 @@ def test_purging_a_chat_deletes_its_snapshot(
     # At start-up the expired chats are purged before any model is loaded.
     history = Store(store.path)
     c2 = controllers(folder, load=False)
-    deferred, c2.caches = c2.caches, None  # app.main sets the folder after the window shows
+    deferred, c2.caches = c2.caches, None  # a controller given its folder only later
     w2 = make_window(qtbot, history, c2, qsettings)
     history.delete_conversation(gone)
     later = datetime.now(timezone.utc) + timedelta(days=DELETED_KEEP_DAYS + 1)

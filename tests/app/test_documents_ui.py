@@ -426,12 +426,12 @@ def test_attach_button_ctrl_o_and_drops_on_the_text_box(
     from PySide6.QtWidgets import QFileDialog
 
     w = make_window(qtbot, store, controller, tmp_path)
-    assert w.documents.action.shortcut() == QKeySequence(QKeySequence.StandardKey.Open)
+    assert w.menu_actions.attach.shortcut() == QKeySequence(QKeySequence.StandardKey.Open)
     assert w.menu_actions.open_model.shortcut() == QKeySequence("Ctrl+Shift+O")
     chosen = [[str(docs["notes"])], [str(docs["memo"]), str(docs["pdf"])]]
     monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: (chosen.pop(0), ""))
     qtbot.mouseClick(w.composer.attach_button, Qt.MouseButton.LeftButton)
-    w.documents.action.trigger()  # what Ctrl/Cmd+O does
+    w.menu_actions.attach.trigger()  # what Ctrl/Cmd+O does
     wait_read(qtbot, w)
     assert [a.name for a in w.chips.attachments()] == ["notes.txt", "memo.docx", "report.pdf"]
     # A drop on the message box attaches too, instead of pasting the file's URL as text.

@@ -239,7 +239,7 @@ def test_panel_streams_a_markdown_answer_and_stores_nothing(qtbot, panel, window
     assert panel.text == log.text and panel.text
     stats = log.of("finished")[0][0]
     assert stats.generated_tokens <= FAST.quick_max_tokens  # the quick cap applies
-    assert panel.answer_view.source == panel.text and panel.answer_view.toPlainText().strip()
+    assert panel.answer_view.markdown == panel.text and panel.answer_view.toPlainText().strip()
     assert f"{stats.generated_tokens:,} tokens" in panel.stats_label.text()
     assert panel.copy_button.isVisible() and panel.continue_button.isVisible()
     panel.copy_button.click()

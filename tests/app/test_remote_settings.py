@@ -28,12 +28,10 @@ SETTINGS = ChatSettings(num_ctx=4096, max_tokens=24, temperature=0.0)
 def peer(fast_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """Another Nemo Chat's `nemo serve`: the tiny model behind the local API."""
     import engine
-    from tests.engine.serve_support import serve
+    from tests.engine.serve_support import serving
 
-    service, server = serve(engine.load(fast_model_dir), tmp_path_factory.mktemp("peer-cache"))
-    yield server
-    server.stop()
-    service.shutdown()
+    with serving(engine.load(fast_model_dir), tmp_path_factory.mktemp("peer-cache")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from app.identity import resources_dir
 from app.markdown import COPY_SCHEME
 from app.settings import ChatSettings
 from app.store.export import export_file_name
+from app.store.records import Attachment
 from app.views.chat_view import ChatView
 from app.views.copy_feedback import COPIED_TEXT, flash_copied
 from app.views.message import (
@@ -164,7 +165,7 @@ def test_settings_rows_never_overlap_at_any_size_the_dialog_allows(
         for a, b in itertools.combinations(widgets, 2):
             assert not rects[a].intersects(rects[b]), (size, a, rects[a], b, rects[b])
         assert rects[dialog.prompt_edit].bottom() < rects[dialog.temperature].top()
-        assert dialog.buttons.geometry().top() >= dialog.scroll.geometry().bottom()
+        assert dialog.buttons.geometry().top() >= dialog.scroll_area.geometry().bottom()
 
 
 def test_settings_default_size_shows_everything_when_the_screen_allows(qtbot):
@@ -174,7 +175,7 @@ def test_settings_default_size_shows_everything_when_the_screen_allows(qtbot):
     settle(qtbot, dialog)
     screen = dialog.screen().availableGeometry()
     if dialog.size().height() < screen.height() - 60:  # not clamped to a small screen
-        assert dialog.scroll.verticalScrollBar().maximum() == 0
+        assert dialog.scroll_area.verticalScrollBar().maximum() == 0
 
 
 def test_the_cache_label_names_the_dtype_the_estimate_counts(qtbot):
@@ -289,7 +290,10 @@ def test_the_document_icon_is_an_svg_shown_without_an_emoji_font(qtbot):
     drawn = sum(image.pixelColor(x, y).alpha() > 0 for x in range(32) for y in range(32))
     assert drawn > 100  # a page, not an empty file
 
-    atts = [NS(name="report.pdf", pages=12, tokens=8431), NS(name="a<b>.txt", pages=None, tokens=9)]
+    atts = [
+        Attachment("report.pdf", "x", pages=12, tokens=8431),
+        Attachment("a<b>.txt", "x", tokens=9),
+    ]
     html_line = attachment_html(atts, document_icon_url())
     assert html_line.count("<img ") == 2 and "📎" not in html_line and "a&lt;b&gt;.txt" in html_line
     assert Path(QUrl(document_icon_url()).toLocalFile()) == path
@@ -314,17 +318,17 @@ def test_the_quick_prompt_stop_button_stays_put_while_the_answer_grows(qtbot, an
     panel.show_panel(icon)
     settle(qtbot, panel)
     panel.render_answer("The first line.", follow=True)
-    qtbot.waitUntil(lambda: panel.scroll.isVisible())
+    qtbot.waitUntil(lambda: panel.scroll_area.isVisible())
     for _ in range(5):
         QGuiApplication.processEvents()
-    before, height = panel.stop_button.mapToGlobal(QPoint(0, 0)), panel.scroll.height()
+    before, height = panel.stop_button.mapToGlobal(QPoint(0, 0)), panel.scroll_area.height()
     text = "The first line."
     for i in range(30):
         text += f"\n\nParagraph {i} of a growing answer."
         panel.render_answer(text, follow=True)
         QGuiApplication.processEvents()
         assert panel.stop_button.mapToGlobal(QPoint(0, 0)) == before, i
-    qtbot.waitUntil(lambda: panel.scroll.height() > height + 100)  # it really grew
+    qtbot.waitUntil(lambda: panel.scroll_area.height() > height + 100)  # it really grew
     for _ in range(5):
         QGuiApplication.processEvents()
     assert panel.stop_button.mapToGlobal(QPoint(0, 0)) == before

@@ -227,6 +227,47 @@ def test_switching_chats_mid_stream_leaks_nothing(qtbot, store, controller, qset
     assert store.messages(streaming_id)[-1].status == "stopped"
 
 
+def test_the_jobs_text_goes_straight_to_its_message_also_after_switching_back(
+    qtbot, store, controller, qsettings, jobs
+):
+    # Keypress to token: the job's text signal feeds the chat view's message directly
+    # (ChatView.append_text), not through the window; a chat shown again follows on.
+    other = store.create_conversation("Other chat").id
+    w = make_window(qtbot, store, controller, qsettings, LONG)
+    w.composer.set_text("Start a long answer.")
+    qtbot.keyClick(w.composer.edit, Qt.Key.Key_Return)
+    log = wait_text(qtbot, jobs)
+    streaming_id = w.current_id
+    w.open_conversation(other)
+    w.open_conversation(streaming_id)  # shown again: the text so far, then the rest
+    shown = w.chat_view.widgets()[-1]
+    start = len(shown.content)
+    qtbot.waitUntil(lambda: len(shown.content) > start + 10, timeout=WAIT_MS)
+    assert w.answer is not None and w.answer.text.startswith(shown.content)
+    w.stop()
+    wait_end(qtbot, log)
+    qtbot.waitUntil(lambda: not w.generating, timeout=WAIT_MS)
+    assert shown_texts(w)[-1] == ("assistant", log.text) == stored_texts(store, streaming_id)[-1]
+
+
+def test_append_text_renders_only_the_streaming_message(qtbot):
+    from types import SimpleNamespace as NS
+
+    from app.views.chat_view import ChatView
+
+    view = ChatView()
+    qtbot.addWidget(view)
+    row = NS(id=7, role="assistant", content="", status="streaming", stats=None, error=None,
+             attachments=())  # fmt: skip
+    widget = view.add_message(row)
+    for part in ("Hello", ", ", "world"):
+        view.append_text(7, part)
+    view.append_text(8, " (another answer's text)")  # not on screen: ignored
+    qtbot.waitUntil(lambda: widget.content == "Hello, world", timeout=WAIT_MS)
+    view.append_text(7, "!")
+    qtbot.waitUntil(lambda: widget.content == "Hello, world!", timeout=WAIT_MS)
+
+
 def test_history_survives_closing_and_reopening(qtbot, tmp_path, controller, qsettings):
     path = tmp_path / "reopen.sqlite3"
     first = Store(path)
@@ -549,9 +590,9 @@ def test_long_answers_stream_by_rendering_only_their_tail(qtbot):
     longest = 0
     for end in range(0, len(text) + 1, 97):
         w.stream(text[:end])
-        longest = max(longest, len(w.segments[-1].source))
+        longest = max(longest, len(w.segments[-1].markdown))
     w.stream(text)
-    assert "".join(b.source for b in w.segments) == text
+    assert "".join(b.markdown for b in w.segments) == text
     assert len(w.segments) > 3 and longest < 3000  # renders stay small as the answer grows
     whole = MessageWidget(2, "assistant", text)
     qtbot.addWidget(whole)
@@ -560,7 +601,7 @@ def test_long_answers_stream_by_rendering_only_their_tail(qtbot):
     copied = [c for b in w.segments for c in b.rendered.code_blocks]
     assert copied == list(whole.browser.rendered.code_blocks) and len(copied) == 12
     w.set_content("short")  # a full render collapses the pieces
-    assert len(w.segments) == 1 and w.browser.source == "short"
+    assert len(w.segments) == 1 and w.browser.markdown == "short"
 
 
 def test_a_long_pasted_message_is_collapsed_until_asked(qtbot):

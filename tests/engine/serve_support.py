@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from engine.events import TextChunk
 from engine.generate import SamplingSettings
@@ -26,10 +29,37 @@ def local_backend(engine: Any, cache_dir: Path) -> LocalBackend:
     return LocalBackend(engine, CacheSettings(dir=cache_dir, enabled=False))
 
 
-def serve(engine: Any, cache_dir: Path, **config: Any) -> tuple[EngineService, ApiServer]:
+@contextmanager
+def serving(engine: Any, cache_dir: Path, **config: Any) -> Iterator[ApiServer]:
+    """The local API over a fresh engine service, stopped and shut down on the way out."""
     service = EngineService(local_backend(engine, cache_dir), prepare=False)
     config = {"port": 0, "num_ctx": NUM_CTX, **config}
-    return service, ApiServer(service, ApiConfig(**config)).start()
+    server = ApiServer(service, ApiConfig(**config)).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        service.shutdown()
+
+
+def api_fixture(**config: Any) -> Any:
+    """A module's `api` fixture (assign it to `api`): the local API on the tiny model with
+    `config`, started once for the module."""
+
+    @pytest.fixture(scope="module", name="api")
+    def api(tiny_engine: Any, tmp_path_factory: Any) -> Iterator[ApiServer]:
+        with serving(tiny_engine, tmp_path_factory.mktemp("caches"), **config) as server:
+            yield server
+
+    return api
+
+
+def greedy(n: int) -> SamplingSettings:
+    return SamplingSettings(temperature=0.0, max_tokens=n)
+
+
+def user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
 
 
 def reference_chat(

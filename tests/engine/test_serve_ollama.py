@@ -5,22 +5,17 @@ from __future__ import annotations
 import ollama
 import pytest
 
-from engine.generate import SamplingSettings
 from tests.engine.serve_support import (
     NUM_CTX,
+    api_fixture,
+    greedy,
     long_text,
     reference_chat,
     reference_completion,
-    serve,
+    user,
 )
 
-
-@pytest.fixture(scope="module")
-def api(tiny_engine, tmp_path_factory):
-    service, server = serve(tiny_engine, tmp_path_factory.mktemp("caches"))
-    yield server
-    server.stop()
-    service.shutdown()
+api = api_fixture()
 
 
 @pytest.fixture
@@ -28,15 +23,7 @@ def client(api):
     return ollama.Client(host=api.base_url.removesuffix("/v1"), timeout=120)
 
 
-def greedy(n: int) -> SamplingSettings:
-    return SamplingSettings(temperature=0.0, max_tokens=n)
-
-
 GREEDY_OPTIONS = {"temperature": 0, "num_predict": 8}
-
-
-def user(text: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": text}]
 
 
 def test_version_tags_ps_and_show(api, client, tiny_engine):

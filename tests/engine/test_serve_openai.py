@@ -9,38 +9,25 @@ import openai
 import pytest
 from mlx_lm.utils import common_prefix_len
 
-from engine.generate import SamplingSettings
 from engine.jobs import JobDone, JobState
 from tests.engine.serve_support import (
     NUM_CTX,
+    api_fixture,
+    greedy,
     long_text,
     reference_chat,
     reference_completion,
-    serve,
+    user,
     wait_for,
 )
 
-
-@pytest.fixture(scope="module")
-def api(tiny_engine, tmp_path_factory):
-    service, server = serve(tiny_engine, tmp_path_factory.mktemp("caches"))
-    yield server
-    server.stop()
-    service.shutdown()
+api = api_fixture()
 
 
 @pytest.fixture
 def client(api):
     with openai.OpenAI(base_url=api.base_url, api_key="unused", max_retries=0) as c:
         yield c
-
-
-def greedy(n: int) -> SamplingSettings:
-    return SamplingSettings(temperature=0.0, max_tokens=n)
-
-
-def user(text: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": text}]
 
 
 def test_models_lists_the_stable_name_and_the_family_name_works(api, client):

@@ -8,25 +8,14 @@ import openai
 import pytest
 
 from engine.serve import ApiConfig, ApiServer
-from tests.engine.serve_support import serve
+from tests.engine.serve_support import api_fixture
 
 KEY = "s3cret-key"
 ORIGIN = "http://allowed.example"
 LIMIT = 4096
 
 
-@pytest.fixture(scope="module")
-def api(tiny_engine, tmp_path_factory):
-    service, server = serve(
-        tiny_engine,
-        tmp_path_factory.mktemp("caches"),
-        api_key=KEY,
-        allowed_origins=(ORIGIN,),
-        max_body_bytes=LIMIT,
-    )
-    yield server
-    server.stop()
-    service.shutdown()
+api = api_fixture(api_key=KEY, allowed_origins=(ORIGIN,), max_body_bytes=LIMIT)
 
 
 @pytest.fixture
