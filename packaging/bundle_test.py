@@ -73,7 +73,13 @@ def self_test(exe: Path, model: Path, timeout_s: float = 300) -> str:
         timeout=timeout_s,
     )
     output = proc.stdout + proc.stderr
-    if proc.returncode != 0 or "self-test ok:" not in proc.stdout:
+    # "documents ok": the bundle started the document reader's worker process (spawn re-enters
+    # the frozen binary), so dropped files can be read in the packaged app.
+    if (
+        proc.returncode != 0
+        or "self-test ok:" not in proc.stdout
+        or "documents ok" not in proc.stdout
+    ):
         sys.exit(f"bundle self-test failed (exit {proc.returncode}):\n{output}")
     return proc.stdout.strip()
 

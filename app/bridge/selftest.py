@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 
 from engine.config import ModelConfig
 from engine.local_backend import quantization_label
@@ -56,6 +57,23 @@ def saved_model_dir() -> str | None:
     return load_settings(QSettings()).model_dir
 
 
+def check_documents() -> str:
+    """Read a small file through the document reader: it runs in a worker process, which a
+    frozen bundle must be able to start (multiprocessing's spawn re-enters the app binary)."""
+    import tempfile
+
+    from engine.docs.extract import extract
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "self-test.txt"
+        path.write_text("Nemo Chat reads documents.\n", encoding="utf-8")
+        doc = extract(path)
+    text = "".join(page.text for page in doc.pages)
+    if "reads documents" not in text:
+        raise RuntimeError(f"the reader returned {text!r}")
+    return "documents ok"
+
+
 def run_self_test(model_dir: str | None, max_tokens: int = SELF_TEST_TOKENS) -> int:
     """Load `model_dir` (default: the saved one), generate a few tokens, print stats; 0 if ok."""
 
@@ -92,10 +110,15 @@ def run_self_test(model_dir: str | None, max_tokens: int = SELF_TEST_TOKENS) -> 
     if stats is None or stats.generated_tokens < 1:
         return fail(f"{model_dir}: the model generated no tokens")
 
+    try:
+        documents = check_documents()
+    except Exception as e:  # the reader process could not start or read: every drop would fail
+        return fail(f"reading a document failed: {e}")
+
     print(
         f"self-test ok: loaded {eng.model_dir.name} ({describe_weights(eng.config)}) in "
         f"{load_s:.2f} s, {stats.generated_tokens} tokens, ttft {stats.ttft_s:.2f} s, "
-        f"{stats.decode_tps:.1f} tok/s, peak {stats.peak_memory_bytes / 1e9:.2f} GB; {qt}",
+        f"{stats.decode_tps:.1f} tok/s, peak {stats.peak_memory_bytes / 1e9:.2f} GB; {qt}; {documents}",
         flush=True,
     )
     return 0

@@ -53,7 +53,7 @@ def save_history(path: Path, name: str, messages: list[dict[str, str]]) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from engine.backend import ChatRequest, GenerationOptions, messages_of
-    from engine.cli.terminal import print_events, sampling_from_args
+    from engine.cli.terminal import print_events, prompts, sampling_from_args
     from engine.local_backend import LocalBackend
 
     name = args.conversation
@@ -75,13 +75,7 @@ def run(args: argparse.Namespace) -> None:
         file=sys.stderr,
     )
     try:
-        while True:
-            try:
-                line = input("> ")
-            except EOFError:
-                break
-            if not line.strip():
-                break
+        for line in prompts():
             history.append({"role": "user", "content": line})
             save_history(path, name, history)  # the question is kept even if the answer fails
             request = ChatRequest(messages_of(system + history), options, key=f"cli:{name}")

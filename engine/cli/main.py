@@ -12,7 +12,7 @@ from engine.cli import pull as pull_cli
 from engine.cli import serve as serve_cli
 from engine.cli import summarize as summarize_cli
 from engine.cli.backend_args import add_backend_args
-from engine.cli.terminal import print_events, sampling_from_args
+from engine.cli.terminal import print_events, prompts, sampling_from_args
 from engine.remote.errors import RemoteError
 from engine.session import ContextOverflow
 from engine.tokenizer import TokenizerError
@@ -46,13 +46,7 @@ def cmd_chat(args: argparse.Namespace) -> None:
     )
     history = [{"role": "system", "content": args.system}] if args.system else []
     print("Nemo chat — an empty line or Ctrl+D quits, Ctrl+C stops an answer.", file=sys.stderr)
-    while True:
-        try:
-            line = input("> ")
-        except EOFError:
-            break
-        if not line.strip():
-            break
+    for line in prompts():
         history.append({"role": "user", "content": line})
         cancel = threading.Event()
         request = ChatRequest(messages_of(history), options, key="cli")

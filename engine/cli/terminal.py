@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from engine.events import Finished, PrefillProgress, TextChunk
 from engine.sampling import SamplingSettings
@@ -47,3 +47,15 @@ def print_events(events: Iterable[object], cancel: threading.Event) -> str:
         cancel.set()
         print("\n[stopped]", file=sys.stderr)
     return "".join(text)
+
+
+def prompts() -> Iterator[str]:
+    """Lines typed at the "> " prompt, until an empty line or Ctrl+D."""
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            return
+        if not line.strip():
+            return
+        yield line

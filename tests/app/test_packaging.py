@@ -206,7 +206,7 @@ def test_paths_from_argv_keeps_existing_files_only(tmp_path):
 
 STATS = re.compile(
     r"^self-test ok: loaded tiny-hf \(bf16\) in [\d.]+ s, (\d+) tokens, ttft [\d.]+ s, "
-    r"[\d.]+ tok/s, peak [\d.]+ GB; Qt [\d.]+ \w+$"
+    r"[\d.]+ tok/s, peak [\d.]+ GB; Qt [\d.]+ \w+; documents ok$"
 )
 
 
