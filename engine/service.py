@@ -134,15 +134,16 @@ class EngineService:
         """Summarize long documents (engine.docs.summary_jobs.SummaryRequest); events: the
         run's (SummaryPlan, PartStarted/PartDone, CombineStarted, TextChunk, SummaryDone);
         result: GenerationStats of everything generated."""
-        from engine.docs.summary_jobs import run_job
-
-        return self.submit("summary", lambda job: run_job(self, request, job), sink)
+        return self._documents_job("summary", request, sink)
 
     def ask(self, request: Any, sink: Sink | None = None) -> Job:
         """A question over every part of long documents (engine.docs.summary_jobs.AskRequest)."""
-        from engine.docs.summary_jobs import run_job
+        return self._documents_job("ask", request, sink)
 
-        return self.submit("ask", lambda job: run_job(self, request, job), sink)
+    def _documents_job(self, kind: str, request: Any, sink: Sink | None) -> Job:
+        from engine.docs.summary_jobs import run_job  # the planner: loaded on first use
+
+        return self.submit(kind, lambda job: run_job(self, request, job), sink)
 
     def forget(self, key: str) -> Job:
         """A conversation was deleted: drop its cache (and its snapshot on disk)."""

@@ -393,9 +393,3 @@ class EngineController(QObject):
         if state != self._state:
             self._state = state
             self.stateChanged.emit(state)
-
-
-def on_any_end(job: QtJob, slot: Callable[[], Any]) -> None:
-    """Call `slot()` once the job ends, however it ends."""
-    job.finished.connect(lambda _result: slot())
-    job.failed.connect(lambda _message: slot())

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from engine.backend import GenerateFn, GenerationOptions
+from engine.backend import GenerationOptions
 from engine.events import Event, Finished, GenerationStats, PrefillProgress, TextChunk
 
 if TYPE_CHECKING:
@@ -40,29 +40,6 @@ class BatchFn(Protocol):
         cancel: threading.Event | None,
         batch_size: int,
     ) -> Iterator[tuple[int, Event]]: ...
-
-
-class Sequential:
-    """A BatchFn over a plain GenerateFn (a remote backend): one prompt after another."""
-
-    def __init__(self, generate_fn: GenerateFn):
-        self.generate_fn = generate_fn
-
-    def batch_size(self, ctx_tokens: int) -> int:
-        return 1
-
-    def __call__(
-        self,
-        prompts: Sequence[Messages],
-        max_tokens: int,
-        cancel: threading.Event | None,
-        batch_size: int = 1,
-    ) -> Iterator[tuple[int, Event]]:
-        for i, messages in enumerate(prompts):
-            if cancel is not None and cancel.is_set():
-                return
-            for event in self.generate_fn(messages, max_tokens, cancel):
-                yield i, event
 
 
 class _Sequence:
