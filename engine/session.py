@@ -7,7 +7,7 @@ holds, trims the cache back to it and prefills only the rest.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING, Any
@@ -78,6 +78,45 @@ class CacheState:
     @property
     def nbytes(self) -> int:
         return sum(c.nbytes for c in self.cache) if self.cache else 0
+
+
+def fit_chat(
+    messages: list[dict[str, str]],
+    encode_chat: Callable[[list[dict[str, str]]], list[int]],
+    num_ctx: int,
+    max_tokens: int,
+    skip_from: int = 0,
+) -> tuple[list[int], list[dict[str, str]], int, int]:
+    """What of the chat fits num_ctx: (token ids, the messages kept, how many were left out,
+    exchanges skipped). Whole exchanges go, oldest first; the system prompt and the newest
+    message stay. Dropping a quarter of num_ctx more than needed keeps the prefix stable for
+    later turns; `skip_from`: the exchanges left out last turn, which stay out.
+    Raises ContextOverflow when the newest exchange alone cannot fit."""
+    system, exchanges = split_exchanges(messages)
+    if not exchanges:
+        raise ValueError("the chat has no user message")
+    budget = num_ctx - max_tokens
+    kept = system + _flat(exchanges)
+    ids = encode_chat(kept)
+    if len(ids) <= budget:
+        return ids, kept, 0, 0
+    newest = system + exchanges[-1]
+    newest_ids = encode_chat(newest)
+    if len(newest_ids) > budget:
+        raise ContextOverflow(len(newest_ids), num_ctx, max_tokens)
+    target = budget - num_ctx // 4
+    skip = min(skip_from, len(exchanges) - 1)
+    kept = system + _flat(exchanges[skip:])
+    ids = encode_chat(kept)
+    while skip < len(exchanges) - 1 and (
+        len(ids) > budget or (skip > skip_from and len(ids) > target)
+    ):
+        skip += 1
+        kept = system + _flat(exchanges[skip:])
+        ids = encode_chat(kept)
+    if len(ids) > budget:  # only possible when the last step left just the newest exchange
+        ids, kept = newest_ids, newest
+    return ids, kept, sum(len(x) for x in exchanges[:skip]), skip
 
 
 class ChatSession:
@@ -168,35 +207,12 @@ class ChatSession:
         return len(self.engine.tokenizer.encode_chat(system + _flat(exchanges)))
 
     def fit(self, messages: list[dict[str, str]], max_tokens: int) -> tuple[list[int], int]:
-        """Token ids of the chat, and how many messages were left out to fit num_ctx.
-
-        Whole exchanges go, oldest first; the system prompt and the newest message stay.
-        Dropping a quarter of num_ctx more than needed keeps the prefix stable for later turns.
-        """
-        system, exchanges = split_exchanges(messages)
-        if not exchanges:
-            raise ValueError("the chat has no user message")
-        encode = self.engine.tokenizer.encode_chat
-        budget = self.num_ctx - max_tokens
-        ids = encode(system + _flat(exchanges))
-        if len(ids) <= budget:
-            self._skip = 0
-            return ids, 0
-        newest = encode(system + exchanges[-1])
-        if len(newest) > budget:
-            raise ContextOverflow(len(newest), self.num_ctx, max_tokens)
-        target = budget - self.num_ctx // 4
-        skip = min(self._skip, len(exchanges) - 1)
-        ids = encode(system + _flat(exchanges[skip:]))
-        while skip < len(exchanges) - 1 and (
-            len(ids) > budget or (skip > self._skip and len(ids) > target)
-        ):
-            skip += 1
-            ids = encode(system + _flat(exchanges[skip:]))
-        if len(ids) > budget:  # only possible when the last step left just the newest exchange
-            ids = newest
-        self._skip = skip
-        return ids, sum(len(x) for x in exchanges[:skip])
+        """Token ids of the chat, and how many messages were left out to fit num_ctx
+        (fit_chat; the exchanges left out last turn stay out, so the prefix stays stable)."""
+        ids, _, dropped, self._skip = fit_chat(
+            messages, self.engine.tokenizer.encode_chat, self.num_ctx, max_tokens, self._skip
+        )
+        return ids, dropped
 
     def chat(
         self,

@@ -13,7 +13,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 
-from engine.session import ContextOverflow, _flat, split_exchanges
+from engine.session import fit_chat
 from engine.tokenizer import TekkenTokenizer
 
 log = logging.getLogger(__name__)
@@ -93,25 +93,9 @@ def fit_messages(
 ) -> tuple[list[dict[str, str]], int, int]:
     """The messages to send, how many were left out, and the prompt's token count.
 
-    Like ChatSession.fit: whole exchanges go, oldest first; the system prompt and the newest
-    message stay; dropping to three quarters of the budget keeps the prefix stable for the
-    server's prompt cache. Raises ContextOverflow when the newest exchange alone cannot fit.
+    engine.session.fit_chat with these counts, stateless: whole exchanges go, oldest first, down
+    to three quarters of the budget, which keeps the prefix stable for the server's prompt cache.
+    Raises ContextOverflow when the newest exchange alone cannot fit.
     """
-    system, exchanges = split_exchanges(messages)
-    if not exchanges:
-        raise ValueError("the chat has no user message")
-    budget = num_ctx - max_tokens
-    kept = system + _flat(exchanges)
-    n = counter.count_chat(kept)
-    if n <= budget:
-        return kept, 0, n
-    newest = counter.count_chat(system + exchanges[-1])
-    if newest > budget:
-        raise ContextOverflow(newest, num_ctx, max_tokens)
-    target = budget - num_ctx // 4
-    skip = 0
-    while skip < len(exchanges) - 1 and n > target:
-        skip += 1
-        kept = system + _flat(exchanges[skip:])
-        n = counter.count_chat(kept)
-    return kept, sum(len(x) for x in exchanges[:skip]), n
+    ids, kept, dropped, _ = fit_chat(messages, counter.encode_chat, num_ctx, max_tokens)
+    return kept, dropped, len(ids)
